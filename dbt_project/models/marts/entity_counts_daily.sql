@@ -1,0 +1,32 @@
+-- One row per entity per day: the hourly counts summed (each Tweet sits in exactly one hour).
+
+{{ config(
+    order_by='(entity_type, entity, day)',
+    partition_by='toYYYYMM(day)',
+    pre_hook="{{ delete_window('day') }}",
+) }}
+
+with
+
+entity_counts_hourly as (
+
+    select * from {{ ref('entity_counts_hourly') }}
+    where {{ in_window('hour') }}
+
+),
+
+counted as (
+
+    select
+        toDate(hour) as day,
+        entity_type,
+        entity,
+        sum(count_tweets) as count_tweets
+
+    from entity_counts_hourly
+
+    group by day, entity_type, entity
+
+)
+
+select * from counted

@@ -1,0 +1,31 @@
+-- One row per hashtag per day.
+
+{{ config(
+    order_by='(hashtag, day)',
+    partition_by='toYYYYMM(day)',
+    pre_hook="{{ delete_window('day') }}",
+) }}
+
+with
+
+entity_counts_daily as (
+
+    select * from {{ ref('entity_counts_daily') }}
+    where {{ in_window('day') }}
+
+),
+
+hashtags as (
+
+    select
+        day,
+        entity as hashtag,
+        count_tweets
+
+    from entity_counts_daily
+
+    where entity_type = 'hashtag'
+
+)
+
+select * from hashtags

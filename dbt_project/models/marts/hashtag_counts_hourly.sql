@@ -1,0 +1,31 @@
+-- One row per hashtag per hour.
+
+{{ config(
+    order_by='(hashtag, hour)',
+    partition_by='toYYYYMM(hour)',
+    pre_hook="{{ delete_window('hour') }}",
+) }}
+
+with
+
+entity_counts_hourly as (
+
+    select * from {{ ref('entity_counts_hourly') }}
+    where {{ in_window('hour') }}
+
+),
+
+hashtags as (
+
+    select
+        hour,
+        entity as hashtag,
+        count_tweets
+
+    from entity_counts_hourly
+
+    where entity_type = 'hashtag'
+
+)
+
+select * from hashtags

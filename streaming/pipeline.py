@@ -1,0 +1,164 @@
+"""One batch of Kafka messages through every sink, in the order that makes commits safe.
+
+Steps, in order (a step that fails is retried; nothing later runs until it succeeds):
+1. read the per-partition watermarks and skip messages at offsets already applied (replays);
+2. parse each message; what cannot be parsed becomes a dead letter with its reason;
+3. write the raw events to ClickHouse;
+4. produce the dead letters and wait for their acks;
+5. apply the hot aggregates to Redis, moving each partition's watermark in the same atomic step.
+Only then may the caller commit the offsets. A crash anywhere before step 5 leaves the watermark
+where it was, so the same messages are processed again: ClickHouse collapses the repeated rows and
+Redis applies them for the first time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from streaming import metrics
+from streaming.parsing import InvalidPayload, parse_payload
+from streaming.sinks import (
+    ClickHouseSink,
+    DeadLetter,
+    DeadLetterSink,
+    HotAggregatesSink,
+    PartitionBatch,
+)
+from tweetflow.model import Event
+from tweetflow.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """The parts of a Kafka message the pipeline needs (so tests and replays can build them)."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass
+class BatchResult:
+    messages: int = 0
+    replayed: int = 0
+    events: int = 0
+    dead_letters: int = 0
+    counted: int = 0
+    duplicates: int = 0
+    deletes: int = 0
+    next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset to commit
+
+
+class BatchProcessor:
+    """Runs batches through the sinks; `wait` is called between retries (the worker polls Kafka)."""
+
+    def __init__(self, settings: Settings, *, hot: bool = True,
+                 wait: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.clickhouse = ClickHouseSink(settings)
+        self.dead_letters = DeadLetterSink(settings)
+        self.hot = HotAggregatesSink(settings)
+        self.hot_enabled = hot
+        self.wait = wait
+        self.stopping = False
+
+    def process(self, records: list[Record]) -> BatchResult:
+        started = time.perf_counter()
+        result = BatchResult(messages=len(records))
+        watermarks = self._retry("redis", self.hot.watermarks)
+        fresh = [r for r in records if r.offset > watermarks.get(r.partition, -1)]
+        result.replayed = len(records) - len(fresh)
+        located, letters = _parse(fresh)
+        result.events, result.dead_letters = len(located), len(letters)
+        if located:
+            self._retry("clickhouse", lambda: self.clickhouse.write(located))
+        if letters:
+            self._retry("dlq", lambda: self.dead_letters.write(letters))
+        for batch in _by_partition(fresh, located):
+            applied = self._retry("redis", lambda b=batch: self.hot.apply(
+                b, watermarks.get(b.partition, -1)) if self.hot_enabled else self._skip_hot(b))
+            result.counted += applied.counted
+            result.duplicates += applied.duplicates
+            result.deletes += applied.deletes
+        for r in records:
+            result.next_offsets[r.partition] = max(result.next_offsets.get(r.partition, 0),
+                                                   r.offset + 1)
+        _record_metrics(result, letters, time.perf_counter() - started)
+        return result
+
+    def _skip_hot(self, batch: PartitionBatch):
+        from streaming.sinks.hot_aggregates import ApplyResult
+
+        return ApplyResult()
+
+    def _retry(self, sink: str, fn: Callable[[], T]) -> T:
+        """Call `fn` until it succeeds, backing off exponentially (0.2 s .. 10 s) between tries."""
+        delay = 0.2
+        while True:
+            t0 = time.perf_counter()
+            try:
+                value = fn()
+                metrics.SINK_SECONDS.labels(sink).observe(time.perf_counter() - t0)
+                return value
+            except Exception as exc:
+                if self.stopping:
+                    raise
+                metrics.SINK_ERRORS.labels(sink).inc()
+                log.warning("%s unavailable (%s); retrying in %.1fs without committing",
+                            sink, str(exc).splitlines()[0][:200], delay)
+                self.wait(delay)
+                delay = min(delay * 2, 10.0)
+
+    def close(self) -> None:
+        self.clickhouse.close()
+        self.dead_letters.producer.flush(10)
+
+
+def _parse(records: list[Record]) -> tuple[list[tuple[int, int, Event]], list[DeadLetter]]:
+    located: list[tuple[int, int, Event]] = []
+    letters: list[DeadLetter] = []
+    for r in records:
+        if r.value is None:
+            letters.append(DeadLetter(r.partition, r.offset, r.key, r.value,
+                                      "message has no value (tombstone)", "empty"))
+            continue
+        try:
+            events = parse_payload(r.value)
+        except InvalidPayload as exc:
+            letters.append(DeadLetter(r.partition, r.offset, r.key, r.value, str(exc),
+                                      exc.reason_code))
+            continue
+        located.extend((r.partition, r.offset, e) for e in events)
+    return located, letters
+
+
+def _by_partition(records: list[Record],
+                  located: list[tuple[int, int, Event]]) -> list[PartitionBatch]:
+    batches: dict[int, PartitionBatch] = {}
+    for r in records:
+        b = batches.setdefault(r.partition, PartitionBatch(r.partition, r.offset))
+        b.last_offset = max(b.last_offset, r.offset)
+    for partition, offset, event in located:
+        batches[partition].events.append((offset, event))
+    for b in batches.values():
+        b.events.sort(key=lambda pair: pair[0])
+    return list(batches.values())
+
+
+def _record_metrics(result: BatchResult, letters: list[DeadLetter], seconds: float) -> None:
+    metrics.CONSUMED.inc(result.messages)
+    metrics.REPLAYED.inc(result.replayed)
+    metrics.WRITTEN.labels("clickhouse").inc(result.events)
+    metrics.WRITTEN.labels("redis").inc(result.counted + result.deletes)
+    metrics.DUPLICATES.inc(result.duplicates)
+    for letter in letters:
+        metrics.DEAD_LETTERED.labels(letter.reason_code).inc()
+    metrics.BATCH_SECONDS.observe(seconds)

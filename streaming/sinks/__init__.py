@@ -1,0 +1,9 @@
+"""Where consumed events go: ClickHouse (raw rows), Redis (hot aggregates), Kafka (dead letters)."""
+
+from streaming.sinks.clickhouse import ClickHouseSink
+from streaming.sinks.dead_letters import DeadLetter, DeadLetterSink
+from streaming.sinks.hot_aggregates import HotAggregatesSink, PartitionBatch
+
+__all__ = [
+    "ClickHouseSink", "DeadLetter", "DeadLetterSink", "HotAggregatesSink", "PartitionBatch",
+]

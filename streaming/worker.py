@@ -1,0 +1,150 @@
+"""A consumer-group member: reads bounded batches from Kafka, runs them through the pipeline, and
+commits offsets only after every sink has flushed. SIGTERM finishes the batch in hand."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from streaming import metrics
+from streaming.pipeline import BatchProcessor, BatchResult, Record
+from tweetflow.clients import kafka_config
+from tweetflow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    batch_size: int = 5000
+    batch_ms: int = 500
+    idle_exit_s: float | None = None  # stop after this long without messages (scripts, tests)
+    metrics_port: int = 0
+
+
+def consumer_config(settings: Settings, **overrides: object) -> dict[str, object]:
+    """librdkafka settings of a worker: manual commits, earliest reset, fast failure detection."""
+    return kafka_config(settings, **{
+        "group.id": settings.consumer_group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000,  # a kill -9'd worker's partitions move within ~10 s
+        "heartbeat.interval.ms": 2000,
+        "max.poll.interval.ms": 900000,
+        "fetch.min.bytes": 65536,
+        "fetch.wait.max.ms": 100,
+        "queued.max.messages.kbytes": 262144,
+        **overrides,
+    })
+
+
+class Worker:
+    def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
+        self.settings = settings
+        self.options = options or WorkerOptions()
+        self.consumer = Consumer(consumer_config(settings))
+        self.processor = BatchProcessor(settings, wait=self._wait)
+        self.stop_requested = False
+        self.totals = BatchResult()
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requested = True
+
+    def run(self) -> BatchResult:
+        """Consume until stopped (SIGTERM/SIGINT) or idle for `idle_exit_s`; returns the totals."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        metrics.serve_metrics(self.options.metrics_port)
+        self.consumer.subscribe([self.settings.topic_raw], on_revoke=self._on_revoke)
+        idle_since = time.monotonic()
+        try:
+            while not self.stop_requested:
+                batch = self._collect()
+                if not batch:
+                    idle = self.options.idle_exit_s
+                    if idle is not None and time.monotonic() - idle_since > idle:
+                        break
+                    continue
+                idle_since = time.monotonic()
+                try:
+                    self._process(batch)
+                except Exception:
+                    if self.stop_requested:  # stopped during a sink outage: nothing committed
+                        log.warning("stopped before the batch could be written; it will be re-read")
+                        break
+                    raise
+        finally:
+            self.processor.stopping = True
+            self.consumer.close()
+            self.processor.close()
+        return self.totals
+
+    def _collect(self) -> list[Record]:
+        """Up to batch_size messages, or what arrived within batch_ms."""
+        deadline = time.monotonic() + self.options.batch_ms / 1000
+        records: list[Record] = []
+        while len(records) < self.options.batch_size and not self.stop_requested:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            messages = self.consumer.consume(
+                min(1000, self.options.batch_size - len(records)), timeout=remaining)
+            records.extend(r for m in messages if (r := self._record(m)) is not None)
+        return records
+
+    def _record(self, message: Message) -> Record | None:
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer error: %s", error)
+            return None
+        return Record(message.partition(), message.offset(), message.key(), message.value())
+
+    def _process(self, records: list[Record]) -> None:
+        result = self.processor.process(records)
+        offsets = [TopicPartition(self.settings.topic_raw, p, o)
+                   for p, o in result.next_offsets.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as exc:
+            log.warning("commit failed (%s); the watermarks keep the work from repeating", exc)
+        self._add(result)
+        self._update_lag()
+
+    def _add(self, r: BatchResult) -> None:
+        t = self.totals
+        t.messages += r.messages
+        t.replayed += r.replayed
+        t.events += r.events
+        t.dead_letters += r.dead_letters
+        t.counted += r.counted
+        t.duplicates += r.duplicates
+        t.deletes += r.deletes
+
+    def _update_lag(self) -> None:
+        for tp in self.consumer.position(self.consumer.assignment()):
+            try:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except Exception:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
+
+    def _wait(self, seconds: float) -> None:
+        """Back off while a sink is down. Why a plain sleep: librdkafka heartbeats from its own
+        thread, and consuming while paused could advance positions past messages not yet
+        processed; an outage longer than max.poll.interval.ms only moves the partitions to
+        another worker, which the watermarks make safe."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stop_requested:
+            time.sleep(min(0.1, deadline - time.monotonic()))
+        if self.stop_requested:
+            self.processor.stopping = True
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", [p.partition for p in partitions])

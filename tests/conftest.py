@@ -1,0 +1,87 @@
+"""Session-wide access to the real local stack, and per-test isolation inside it.
+
+The stack (Kafka, Redis, the ClickHouse endpoint) is started once per session — by `make test`, or
+here if it is not running — and each test gets its own topic, consumer group, ClickHouse database
+and Redis key prefix, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tweetflow.settings import Settings, get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = PROJECT_ROOT.parent / "shared" / "fixtures"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    if not FIXTURES.is_dir():
+        pytest.skip(f"external fixtures not found at {FIXTURES} (../shared/fixtures beside the project)")
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """The running local stack (started if needed); its settings."""
+    from tweetflow.stack.manager import stack_up
+
+    settings = get_settings()
+    stack_up(settings)
+    return settings
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def test_settings(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings with this test's own topics, group, ClickHouse database and Redis prefix."""
+    from tweetflow.clients import clickhouse_client, ensure_topics, kafka_admin, redis_client
+    from tweetflow.schema import ensure_schema
+
+    name = request.node.name.split("[")[0][:30].replace("-", "_").lower()
+    tag = _unique(name)
+    settings = stack.model_copy(update={
+        "topic_raw": f"{tag}.raw", "topic_dlq": f"{tag}.dlq", "consumer_group": f"{tag}.group",
+        "clickhouse_database": tag, "redis_prefix": tag,
+    })
+    ensure_topics(settings)
+    ensure_schema(settings)
+    yield settings
+    clickhouse_client(settings, database="default").command(f"DROP DATABASE IF EXISTS `{tag}`")
+    r = redis_client(settings)
+    keys = list(r.scan_iter(match=f"{tag}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+    kafka_admin(settings).delete_topics([settings.topic_raw, settings.topic_dlq])
+
+
+@pytest.fixture
+def topic_factory(stack: Settings) -> Iterator[Callable[..., str]]:
+    """Create uniquely named topics for one test; deleted afterwards."""
+    from tweetflow.clients import ensure_topics, kafka_admin
+
+    created: list[str] = []
+
+    def make(partitions: int = 3) -> str:
+        topic = _unique("t")
+        ensure_topics(stack, topic, partitions=partitions)
+        created.append(topic)
+        return topic
+
+    yield make
+    if created:
+        kafka_admin(stack).delete_topics(created)

@@ -1,0 +1,269 @@
+"""The chDB side of the endpoint: users, connections, sessions, and running statements.
+
+Concurrency, as measured on chDB 26.9: one process may open many connections to the same data
+path; they share one embedded engine, each has its own session state (current database,
+settings, temporary tables), queries on *different* connections run in parallel with the GIL
+released, and queries on *one* connection are serialized. So every HTTP request gets a connection
+of its own (opening one costs ~0.2 ms), a `session_id` maps to one long-lived connection, and a
+long INSERT never stalls reads.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+
+import chdb
+from chdb import _chdb
+
+from tweetflow.embedded_clickhouse.http_protocol import output_format
+from tweetflow.settings import Settings
+
+VERSION: str = chdb.engine_version
+
+# Engine error codes this module raises itself (names as in ClickHouse's ErrorCodes.cpp).
+_NAMES = {36: "BAD_ARGUMENTS", 48: "NOT_IMPLEMENTED", 62: "SYNTAX_ERROR", 164: "READONLY",
+          372: "SESSION_NOT_FOUND", 373: "SESSION_IS_LOCKED", 516: "AUTHENTICATION_FAILED",
+          1001: "STD_EXCEPTION"}
+BAD_ARGUMENTS, NOT_IMPLEMENTED, SYNTAX_ERROR, READONLY = 36, 48, 62, 164
+SESSION_NOT_FOUND, SESSION_IS_LOCKED, AUTHENTICATION_FAILED, STD_EXCEPTION = 372, 373, 516, 1001
+_ENGINE_ERROR = re.compile(
+    r"^Code: (\d+)\. (?:DB::Exception: )?(.*?)(?: \(([A-Z][A-Z0-9_]*)\))?$", re.S)
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# URL parameters of the HTTP interface itself; every other parameter is a ClickHouse setting.
+HTTP_PARAMS = frozenset({
+    "query", "database", "default_format", "query_id", "session_id", "session_timeout",
+    "session_check", "user", "password", "quota_key", "compress", "decompress", "buffer_size",
+    "wait_end_of_query", "client_protocol_version", "enable_http_compression", "stacktrace",
+})
+
+
+class ClickHouseError(Exception):
+    """An error shaped like the server's: `Code: N. DB::Exception: msg (NAME) (version V)`."""
+
+    def __init__(self, code: int, message: str, name: str | None = None) -> None:
+        self.code, self.message, self.name = code, message, name or _NAMES.get(code, "UNKNOWN")
+        super().__init__(self.text().strip())
+
+    @classmethod
+    def from_engine(cls, exc: BaseException) -> ClickHouseError:
+        text = str(exc).strip()
+        if m := _ENGINE_ERROR.match(text):
+            message = re.sub(r"\s*\(version [0-9.]+\)\.?$", "", m.group(2))
+            return cls(int(m.group(1)), message.removesuffix("."), m.group(3))
+        return cls(STD_EXCEPTION, text)
+
+    def text(self) -> str:
+        return (f"Code: {self.code}. DB::Exception: {self.message}. ({self.name}) "
+                f"(version {VERSION})\n")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str
+    readonly: bool
+
+
+def users_from_settings(settings: Settings) -> dict[str, User]:
+    """The full-access user and the read-only analyst, as configured in the environment."""
+    full = User(settings.clickhouse_user, settings.clickhouse_password, readonly=False)
+    analyst = User(settings.clickhouse_analyst_user, settings.clickhouse_analyst_password, True)
+    return {analyst.name: analyst, full.name: full}
+
+
+@dataclass
+class Request:
+    """What one HTTP request asks the engine to do, already decoded from the URL and headers."""
+
+    user: User
+    readonly_method: bool  # GET implies readonly=2 on the real server
+    database: str | None = None
+    default_format: str = "TabSeparated"
+    session_id: str | None = None
+    session_timeout: float = 60.0
+    session_check: bool = False
+    settings: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    ignored_settings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    body: bytes = b""
+    format: str | None = None  # set when the statement produces a result set
+    read_rows: int = 0
+    read_bytes: int = 0
+    written_rows: int = 0
+    written_bytes: int = 0
+    result_rows: int = 0
+    result_bytes: int = 0
+
+    @classmethod
+    def from_chdb(cls, res: Any, fmt: str | None) -> Result:
+        return cls(res.bytes() or b"", fmt, res.storage_rows_read(), res.storage_bytes_read(),
+                   res.rows_written(), res.bytes_written(), res.rows_read(), res.bytes_read())
+
+
+def _run(conn: Any, sql: str, fmt: str = "TabSeparated", params: Mapping[str, str] | None = None
+         ) -> Any:
+    try:
+        return conn.query(sql, fmt, params=dict(params or {}))
+    except RuntimeError as exc:
+        raise ClickHouseError.from_engine(exc) from None
+
+
+def _quote(value: str) -> str:
+    """A ClickHouse string literal; settings accept their value as a string."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+@dataclass
+class _Session:
+    conn: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    expires: float = 0.0
+
+
+class Engine:
+    """One chDB data directory, shared by every request of the process."""
+
+    def __init__(self, path: str, users: Mapping[str, User]) -> None:
+        self.path = path
+        self.users = dict(users)
+        # The anchor keeps the embedded engine alive while request connections come and go.
+        self._anchor = _chdb.connect(path)
+        self.timezone = _run(self._anchor, "SELECT timezone()").bytes().decode().strip()
+        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._sessions_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._sessions_lock:
+            for session in self._sessions.values():
+                session.conn.close()
+            self._sessions.clear()
+        self._anchor.close()
+
+    # -------------------------------------------------------------- connections
+
+    @contextmanager
+    def connection(self, req: Request) -> Iterator[Any]:
+        """A connection prepared for `req`: user's readonly level, settings, database."""
+        if req.session_id:
+            with self._session(req) as conn:
+                yield self._prepare(conn, req)
+            return
+        conn = _chdb.connect(self.path)
+        try:
+            if req.user.readonly or req.readonly_method:
+                _run(conn, f"SET readonly = {1 if req.user.readonly else 2}")
+            yield self._prepare(conn, req)
+        finally:
+            conn.close()
+
+    def _prepare(self, conn: Any, req: Request) -> Any:
+        self._apply_settings(conn, req)
+        if req.database:
+            _run(conn, f"USE `{req.database.replace('`', '``')}`")
+        return conn
+
+    @staticmethod
+    def _apply_settings(conn: Any, req: Request) -> None:
+        """SET the request's settings; ones the engine rejects (unknown, readonly) are skipped.
+
+        Why lenient: clients send HTTP-only settings chDB does not know, and the real server lets
+        a readonly user resend a setting's current value; a skipped setting is logged.
+        """
+        settings = {k: v for k, v in req.settings.items() if _SETTING_NAME.match(k)}
+        req.ignored_settings.extend(k for k in req.settings if k not in settings)
+        if not settings:
+            return
+        try:
+            _run(conn, "SET " + ", ".join(f"{k} = {_quote(v)}" for k, v in settings.items()))
+        except ClickHouseError:
+            for key, value in settings.items():
+                try:
+                    _run(conn, f"SET {key} = {_quote(value)}")
+                except ClickHouseError:
+                    req.ignored_settings.append(key)
+
+    @contextmanager
+    def _session(self, req: Request) -> Iterator[Any]:
+        """The session's own connection, locked for this request like the server locks it."""
+        key = (req.user.name, req.session_id or "")
+        now = time.monotonic()
+        with self._sessions_lock:
+            self._expire(now)
+            session = self._sessions.get(key)
+            if session is None:
+                if req.session_check:
+                    raise ClickHouseError(SESSION_NOT_FOUND, f"Session {req.session_id} not found")
+                session = self._sessions[key] = _Session(_chdb.connect(self.path))
+                if req.user.readonly:
+                    _run(session.conn, "SET readonly = 1")
+            if not session.lock.acquire(blocking=False):
+                raise ClickHouseError(
+                    SESSION_IS_LOCKED, f"Session {req.session_id} is locked by a concurrent client")
+        try:
+            yield session.conn
+        finally:
+            session.expires = time.monotonic() + req.session_timeout
+            session.lock.release()
+
+    def _expire(self, now: float) -> None:
+        for key, session in list(self._sessions.items()):
+            if session.expires and session.expires < now and session.lock.acquire(blocking=False):
+                del self._sessions[key]
+                session.conn.close()
+
+    # -------------------------------------------------------------- statements
+
+    def query(self, conn: Any, req: Request, sql: str) -> Result:
+        """Run one statement; result-producing ones report the format they were written in."""
+        try:
+            info = conn.classify_query(sql)
+        except RuntimeError as exc:
+            raise ClickHouseError.from_engine(exc) from None
+        if info["statement_count"] > 1:
+            raise ClickHouseError(SYNTAX_ERROR, "Multi-statements are not allowed")
+        query_class = info["query_class"].name
+        if req.readonly_method and req.session_id and not _allowed_on_get(sql, query_class):
+            raise ClickHouseError(READONLY, "Cannot execute query in readonly mode")
+        fmt = output_format(sql) or req.default_format
+        res = _run(conn, sql, req.default_format, req.params)
+        result = Result.from_chdb(res, fmt)
+        if not result.body and query_class != "READ_ONLY":
+            result.format = None  # no result set: the server sends no X-ClickHouse-Format
+        return result
+
+    @staticmethod
+    def insert(conn: Any, statement: str, fmt: str, chunks: Iterable[bytes]) -> Result:
+        """Stream `chunks` of `fmt`-encoded rows into `statement` without holding them all."""
+        try:
+            inserter = conn.send_insert(statement, fmt)
+        except RuntimeError as exc:
+            raise ClickHouseError.from_engine(exc) from None
+        try:
+            for chunk in chunks:
+                if chunk:
+                    conn.insert_append(inserter, chunk)
+            done = conn.insert_done(inserter)
+        except BaseException as exc:
+            with suppress(RuntimeError):
+                conn.insert_cancel(inserter)
+            if isinstance(exc, RuntimeError):
+                raise ClickHouseError.from_engine(exc) from None
+            raise
+        return Result(written_rows=done.rows_written(), written_bytes=done.bytes_written())
+
+
+def _allowed_on_get(sql: str, query_class: str) -> bool:
+    """GET in a session cannot use the engine's readonly level (it would stick to the session)."""
+    return query_class == "READ_ONLY" or (
+        query_class == "CONTROL" and re.match(r"\s*(SET|USE)\b", sql, re.I) is not None)

@@ -1,0 +1,60 @@
+"""The canonical Tweet model: what every payload format is parsed into, and what sinks write.
+
+Why plain frozen dataclasses: the consumers build hundreds of thousands of these a second, and the
+parser (not the model) is where input is validated, so the model carries no validation cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+TweetKind = Literal["original", "retweet", "quote", "reply"]
+EventKind = Literal["tweet", "delete"]
+TWEET_KINDS: tuple[str, ...] = ("original", "retweet", "quote", "reply")
+
+
+@dataclass(frozen=True, slots=True)
+class Tweet:
+    """One Tweet in canonical form; entity lists keep the text as written (no '#', '@' or '$')."""
+
+    tweet_id: int
+    author_id: int
+    author_handle: str
+    created_at: datetime  # timezone-aware UTC, millisecond precision
+    lang: str
+    text: str
+    kind: TweetKind
+    conversation_id: int = 0
+    replied_to_id: int = 0
+    retweeted_id: int = 0
+    quoted_id: int = 0
+    in_reply_to_user_id: int = 0
+    hashtags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    cashtags: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()  # expanded URLs
+    domains: tuple[str, ...] = ()  # registered domain of each expanded URL, lower case
+    retweet_count: int = 0
+    reply_count: int = 0
+    like_count: int = 0
+    quote_count: int = 0
+    impression_count: int = 0
+    source: str = ""
+    country: str = ""  # ISO 3166-1 alpha-2 from the place, if any
+    possibly_sensitive: bool = False
+    edit_history_tweet_ids: tuple[int, ...] = ()
+    matching_rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing that happened in the stream: a Tweet arrived, or a Tweet was deleted."""
+
+    kind: EventKind
+    tweet_id: int
+    tweet: Tweet | None = None  # set when kind == "tweet"
+    user_id: int = 0  # author of a deleted Tweet, when the payload says
+    event_at: datetime | None = None  # when the delete happened, when the payload says
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,288 @@
+"""The three services of the local stack, each able to start, stop and report itself.
+
+A component is *managed* when its setting points at the default loopback address (tweetflow starts
+it) and *external* otherwise (a real server the user runs; tweetflow only checks that it answers).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from tweetflow.settings import PROJECT_ROOT, Settings
+from tweetflow.stack.process import ManagedProcess, StackError, rss_mib, wait_until
+
+KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
+DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    state: str  # "up", "down" or "external-up"/"external-down"
+    version: str
+    address: str
+    data_dir: str
+    pid: int | None = None
+    rss_mib: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.state in {"up", "external-up"}
+
+
+class Component(Protocol):
+    name: str
+
+    def up(self) -> None: ...
+    def down(self) -> bool: ...
+    def status(self) -> ComponentStatus: ...
+
+
+class _Base:
+    name = ""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.data_dir / self.name
+        self.proc = ManagedProcess(self.name, self.dir / f"{self.name}.pid",
+                                   settings.data_dir / "logs" / f"{self.name}.log", self.marker())
+
+    def marker(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def managed(self) -> bool:
+        return True
+
+    def answers(self) -> bool:
+        raise NotImplementedError
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def address(self) -> str:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def up(self) -> None:
+        """Start unless already running; wait until it answers (idempotent)."""
+        if not self.managed:
+            if not wait_until(self.answers, 10):
+                raise StackError(f"{self.name}: external server at {self.address()} does not answer")
+            return
+        if self.proc.pid() is None:
+            self.start()
+        if not wait_until(lambda: self.proc.pid() is not None and self.answers(), self.start_timeout):
+            raise StackError(f"{self.name} did not become ready at {self.address()}; "
+                             f"log {self.proc.log_file}:\n{self.proc.log_tail()}")
+
+    start_timeout = 60.0
+
+    def down(self) -> bool:
+        return self.proc.stop() if self.managed else False
+
+    def status(self) -> ComponentStatus:
+        pid = self.proc.pid() if self.managed else None
+        answering = _safe(self.answers)
+        state = ("up" if answering else "down") if self.managed else (
+            "external-up" if answering else "external-down")
+        return ComponentStatus(
+            self.name, state, _safe(self.version, "") if answering else "", self.address(),
+            str(self.dir) if self.managed else "-", pid, rss_mib(pid) if pid else 0.0,
+        )
+
+
+class Kafka(_Base):
+    """A real Apache Kafka broker (KRaft, one combined broker+controller) from Maven Central jars."""
+
+    name = "kafka"
+
+    def marker(self) -> str:
+        return "kafka.Kafka"
+
+    @property
+    def managed(self) -> bool:
+        return self.settings.kafka_bootstrap_servers == f"127.0.0.1:{self.settings.kafka_port}"
+
+    @property
+    def libs(self) -> Path:
+        # Keyed by the pom's content so a version bump fetches afresh and old jars never mix in.
+        return self.settings.data_dir / "kafka-libs" / _digest(KAFKA_POM.read_bytes())
+
+    def address(self) -> str:
+        return self.settings.kafka_bootstrap_servers
+
+    def ensure_jars(self) -> None:
+        """Copy the broker's runtime jars from Maven Central once; later runs reuse them."""
+        done = self.libs / ".complete"
+        if done.exists():
+            return
+        self.libs.mkdir(parents=True, exist_ok=True)
+        argv = ["mvn", "-q", "-B", "-f", str(KAFKA_POM), DEPENDENCY_PLUGIN,
+                f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise StackError(f"fetching Kafka jars failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
+        done.touch()
+
+    def start(self) -> None:
+        self.ensure_jars()
+        config = self._write_config()
+        java = shutil.which("java") or "java"
+        classpath = f"{self.libs}/*"
+        log4j = f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}"
+        if not (self.dir / "data" / "meta.properties").exists():
+            cluster_id = subprocess.run(
+                [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            fmt = subprocess.run(
+                [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "format", "--standalone",
+                 "-t", cluster_id, "-c", str(config), "-g"], capture_output=True, text=True, check=False)
+            if fmt.returncode != 0:
+                raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
+        self.proc.start([java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                         "-Djava.awt.headless=true", log4j, "-cp", classpath, "kafka.Kafka", str(config)])
+
+    def answers(self) -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        host, _, port = self.address().split(",")[0].rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=2):
+            pass  # refused fast and quietly, before librdkafka would log connection errors
+        admin = AdminClient({"bootstrap.servers": self.address(), "socket.timeout.ms": 2000})
+        return bool(admin.list_topics(timeout=2).brokers)
+
+    def version(self) -> str:
+        if not self.managed:
+            return "external"
+        jars = sorted(self.libs.glob("kafka_2.13-*.jar"))
+        return jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
+
+    def _write_config(self) -> Path:
+        s = self.settings
+        data = self.dir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        props = {
+            "process.roles": "broker,controller", "node.id": "1",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{s.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "inter.broker.listener.name": "PLAINTEXT", "controller.listener.names": "CONTROLLER",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(data),
+            "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "6",
+            "transaction.state.log.replication.factor": "1", "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0", "auto.create.topics.enable": "false",
+            "num.partitions": str(s.topic_partitions), "log.retention.hours": "168",
+        }
+        config = self.dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        (self.dir / "log4j2.properties").write_text(_LOG4J2)
+        return config
+
+
+class Redis(_Base):
+    """Debian's redis-server with append-only persistence in the data dir."""
+
+    name = "redis"
+
+    def marker(self) -> str:
+        return "redis-server"
+
+    @property
+    def _url(self):
+        return urlsplit(self.settings.redis_url)
+
+    @property
+    def managed(self) -> bool:
+        return (self._url.hostname or "") in LOOPBACK and (self._url.port or 6379) == 6379
+
+    def address(self) -> str:
+        return f"{self._url.hostname}:{self._url.port or 6379}"
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc.start(["redis-server", "--bind", "127.0.0.1", "--port", "6379",
+                         "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
+                         "--daemonize", "no", "--maxmemory-policy", "noeviction"])
+
+    def answers(self) -> bool:
+        import redis
+
+        return bool(redis.Redis.from_url(self.settings.redis_url, socket_timeout=2).ping())
+
+    def version(self) -> str:
+        import redis
+
+        return str(redis.Redis.from_url(self.settings.redis_url, socket_timeout=2)
+                   .info("server")["redis_version"])
+
+
+class ClickHouseEndpoint(_Base):
+    """The embedded ClickHouse endpoint (chDB behind the HTTP interface), or a real server's URL."""
+
+    name = "clickhouse"
+    start_timeout = 90.0
+
+    def marker(self) -> str:
+        return "tweetflow.embedded_clickhouse"
+
+    @property
+    def managed(self) -> bool:
+        return self.settings.embedded_clickhouse
+
+    def address(self) -> str:
+        return self.settings.clickhouse_http_url
+
+    def start(self) -> None:
+        self.proc.start([sys.executable, "-m", "tweetflow.embedded_clickhouse",
+                         "--data-dir", str(self.dir / "data"),
+                         "--port", str(self.settings.embedded_clickhouse_port)], cwd=PROJECT_ROOT)
+
+    def answers(self) -> bool:
+        with urllib.request.urlopen(f"{self.address()}/ping", timeout=2) as response:
+            return response.status == 200
+
+    def version(self) -> str:
+        from tweetflow.clients import clickhouse_client
+
+        return str(clickhouse_client(self.settings, database="default").server_version)
+
+
+def _safe(fn, default=False):
+    try:
+        return fn()
+    except Exception:
+        return default
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+_LOG4J2 = """\
+status = warn
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.stdout.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""

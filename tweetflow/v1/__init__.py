@@ -1,0 +1,1 @@
+"""Generated gRPC code of the tweetflow.v1 API (see proto/)."""
