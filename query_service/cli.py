@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    from query_service.auth import client_key
+    from tweetflow.auth import client_key
     from tweetflow.settings import get_settings
 
     args = build_parser().parse_args(_glue_relative_times(argv))

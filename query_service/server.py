@@ -22,9 +22,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from query_service.auth import ApiKeys, describe_keys, load_api_keys
 from query_service.interceptors import instrument
 from query_service.service import AnalyticsService, Backends
+from tweetflow.auth import ApiKeys, describe_keys, load_api_keys
 from tweetflow.settings import Settings, get_settings
 from tweetflow.v1 import analytics_pb2 as pb
 

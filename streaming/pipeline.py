@@ -76,7 +76,7 @@ class BatchProcessor:
         watermarks = self._retry("redis", self.hot.watermarks)
         fresh = [r for r in records if r.offset > watermarks.get(r.partition, -1)]
         result.replayed = len(records) - len(fresh)
-        located, letters = _parse(fresh)
+        located, letters = parse_records(fresh)
         result.events, result.dead_letters = len(located), len(letters)
         if located:
             self._retry("clickhouse", lambda: self.clickhouse.write(located))
@@ -122,7 +122,9 @@ class BatchProcessor:
         self.dead_letters.producer.flush(10)
 
 
-def _parse(records: list[Record]) -> tuple[list[tuple[int, int, Event]], list[DeadLetter]]:
+def parse_records(records: list[Record]) -> tuple[list[tuple[int, int, Event]], list[DeadLetter]]:
+    """Parse each record; what cannot be parsed becomes a dead letter with its reason."""
+    """Parse each record; what cannot be parsed becomes a dead letter with its reason."""
     located: list[tuple[int, int, Event]] = []
     letters: list[DeadLetter] = []
     for r in records:

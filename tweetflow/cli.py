@@ -69,12 +69,16 @@ def _lag(p: argparse.ArgumentParser) -> None:
 @command("ingest", "serve the gRPC ingest service (Publish -> Kafka)", "streaming.ingest_service:run")
 def _ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=50052)
+    p.add_argument("--host", default=None, help="default TWEETFLOW_INGEST_HOST or 127.0.0.1")
 
 
 @command("serve", "serve the gRPC analytics query service", "query_service.server:run")
 def _serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=50051)
     p.add_argument("--metrics-port", type=int, default=9500)
+    p.add_argument("--processes", type=int, default=None,
+                   help="server processes sharing the port (default TWEETFLOW_QUERY_PROCESSES or 1)")
+    p.add_argument("--host", default=None, help="default TWEETFLOW_QUERY_HOST or 127.0.0.1")
 
 
 @command("query", "ask the analytics service a question", "query_service.cli:run")

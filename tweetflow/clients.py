@@ -16,7 +16,7 @@ def kafka_config(settings: Settings | None = None, **overrides: Any) -> dict[str
 def kafka_admin(settings: Settings | None = None):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient(kafka_config(settings))
+    return AdminClient(kafka_config(settings, log_level=4))  # warnings and worse only
 
 
 def ensure_topics(settings: Settings | None = None, *topics: str, partitions: int | None = None,

@@ -12,9 +12,9 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from query_service import cli, marts, validation
-from query_service.auth import load_api_keys, stored_or_new_key
 from query_service.cache import CURRENT_MINUTE_TTL, MAX_TTL, MIN_CLOSED_TTL, SingleFlight, ttl_for
 from query_service.planner import DAY, HOUR, MINUTE, Part, Source
+from tweetflow.auth import load_api_keys, stored_or_new_key
 from tweetflow.settings import Settings
 from tweetflow.v1 import analytics_pb2 as pb
 

@@ -41,6 +41,10 @@ class ComponentStatus:
 
 class Component(Protocol):
     name: str
+    system_packages: dict[str, str]
+
+    @property
+    def managed(self) -> bool: ...
 
     def up(self) -> None: ...
     def down(self) -> bool: ...
@@ -49,6 +53,7 @@ class Component(Protocol):
 
 class _Base:
     name = ""
+    system_packages: dict[str, str] = {}  # command -> Debian package, installed when managed
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -107,6 +112,7 @@ class Kafka(_Base):
     """A real Apache Kafka broker (KRaft, one combined broker+controller) from Maven Central jars."""
 
     name = "kafka"
+    system_packages = {"mvn": "maven"}
 
     def marker(self) -> str:
         return "kafka.Kafka"
@@ -198,6 +204,7 @@ class Redis(_Base):
     """Debian's redis-server with append-only persistence in the data dir."""
 
     name = "redis"
+    system_packages = {"redis-server": "redis-server"}
 
     def marker(self) -> str:
         return "redis-server"
@@ -208,14 +215,14 @@ class Redis(_Base):
 
     @property
     def managed(self) -> bool:
-        return (self._url.hostname or "") in LOOPBACK and (self._url.port or 6379) == 6379
+        return (self._url.hostname or "") in LOOPBACK
 
     def address(self) -> str:
         return f"{self._url.hostname}:{self._url.port or 6379}"
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.proc.start(["redis-server", "--bind", "127.0.0.1", "--port", "6379",
+        self.proc.start(["redis-server", "--bind", "127.0.0.1", "--port", str(self._url.port or 6379),
                          "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
                          "--daemonize", "no", "--maxmemory-policy", "noeviction"])
 

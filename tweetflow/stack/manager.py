@@ -22,8 +22,13 @@ class Stack:
         from tweetflow.clients import ensure_topics
         from tweetflow.schema import ensure_schema
 
-        ensure_packages()
-        for component in self.components:
+        components = self.components
+        needed: dict[str, str] = {}
+        for component in components:
+            if component.managed:  # external servers need nothing installed here
+                needed.update(component.system_packages)
+        ensure_packages(needed)
+        for component in components:
             component.up()
         ensure_topics(self.settings)
         ensure_schema(self.settings)

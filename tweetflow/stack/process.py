@@ -6,6 +6,7 @@ running, and the stack needs only three processes whose life is tied to `stack u
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,6 +101,8 @@ def rss_mib(pid: int) -> float:
 
 
 def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):  # reap our own child so it is no zombie
+        os.waitpid(pid, os.WNOHANG)
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (FileNotFoundError, IndexError):

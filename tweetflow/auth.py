@@ -1,4 +1,5 @@
-"""API keys: every AnalyticsService call carries `x-api-key` metadata naming a known key.
+"""API keys: every AnalyticsService and IngestService call carries `x-api-key` metadata naming
+a known key.
 
 Keys come from `TWEETFLOW_API_KEYS` (comma-separated). When it is unset, one key is generated on
 first start and kept in `<data dir>/api_key` (mode 0600), so `make demo` can print it and the CLI
