@@ -35,8 +35,12 @@ class Stack:
         return self.status()
 
     def down(self) -> list[str]:
-        """Stop every managed component (reverse order); returns the names stopped."""
-        return [c.name for c in reversed(self.components) if c.down()]
+        """Stop the platform's processes and the Dagster UI, then every managed component."""
+        from tweetflow.services import stop_apps
+        from tweetflow.ui import DagsterUI
+
+        stopped = stop_apps(self.settings) + DagsterUI(self.settings).down()
+        return stopped + [c.name for c in reversed(self.components) if c.down()]
 
     def status(self) -> list[ComponentStatus]:
         return [c.status() for c in self.components]

@@ -1,0 +1,49 @@
+"""The validation scenarios, one module each; every module has NAME, TITLE and run(ctx).
+
+Order matters only for the report: cheap, self-contained scenarios first, the outage scenario (which
+starts a private stack of its own) last but one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bench.harness import ProgressBar
+from bench.report import ScenarioResult
+from tweetflow.settings import Settings
+
+SCENARIOS: tuple[str, ...] = ("throughput", "burst", "freshness", "query", "replay", "crash",
+                              "bad_input", "outages")
+
+
+@dataclass
+class Context:
+    """What a scenario gets: the stack's settings, quick or full, where to put plots and logs."""
+
+    base: Settings
+    quick: bool
+    out_dir: Path
+    bar: ProgressBar
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def progress(self, fraction: float, text: str = "") -> None:
+        self.bar.update(fraction, text)
+
+
+class Scenario(Protocol):
+    NAME: str
+    TITLE: str
+
+    def run(self, ctx: Context) -> ScenarioResult: ...
+
+
+def load(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return importlib.import_module(f"bench.scenarios.{name}")  # type: ignore[return-value]

@@ -1,0 +1,341 @@
+"""The effectively-once promise, against the real local stack: whatever happens to the workers
+(replays, duplicates, kill -9, a sink going away), ClickHouse holds every Tweet once, Redis counts
+every Tweet once, and every malformed message reaches the dead-letter topic.
+
+Expected numbers are computed by `streaming_support.expect` from the bytes read back from the
+topic and the documented semantics, never from the sinks under test.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from datetime import UTC, datetime
+
+import pytest
+from streaming_support import (
+    BackgroundProducer,
+    PrivateClickHouse,
+    PrivateRedis,
+    TopicRecord,
+    WorkerProcess,
+    assert_clickhouse_matches,
+    assert_committed_everything,
+    assert_dead_letters,
+    assert_hot_matches,
+    ch_rows,
+    cli_env,
+    committed_offsets,
+    drain,
+    expect,
+    high_watermarks,
+    interleave,
+    malformed,
+    processes,
+    produce,
+    read_topic,
+    redis_snapshot,
+    synthetic,
+    total_lag,
+    wait_for,
+    with_duplicates,
+)
+
+from streaming.offsets import reset_group
+from streaming.parsing import parse_payload
+from streaming.sinks import HotAggregatesSink, PartitionBatch
+from tweetflow import cli
+from tweetflow.schema import ensure_schema
+from tweetflow.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _ch_counts(settings: Settings) -> tuple[int, int]:
+    return (ch_rows(settings, "SELECT count() FROM raw_tweets")[0][0],
+            ch_rows(settings, "SELECT count() FROM tweet_deletes")[0][0])
+
+
+def _rows_since(settings: Settings, since: datetime) -> int:
+    """Rows ingested at or after `since` (a merge keeps the newest row, so none can hide)."""
+    micros = int(since.timestamp() * 1_000_000)
+    return sum(ch_rows(settings, f"SELECT count() FROM {table} "
+                                 f"WHERE toUnixTimestamp64Micro(ingested_at) >= {micros}")[0][0]
+               for table in ("raw_tweets", "tweet_deletes"))
+
+
+def test_happy_path_counts_each_tweet_once_and_dead_letters_the_rest(test_settings: Settings) -> None:
+    s = test_settings
+    hot = with_duplicates(synthetic(101, 1800), 0.1, seed=1)
+    cold = synthetic(102, 60, hours_ago=75, span_hours=2)  # beyond the 48 h horizon: ClickHouse only
+    pairs = interleave(hot + cold, malformed(), seed=2)
+    produce(s, pairs)
+    records = read_topic(s)
+    assert len(records) == len(pairs)
+    exp = expect(records)
+    assert exp.deleted and exp.duplicates and exp.deletes, "the input lacks deletes or duplicates"
+    assert set(exp.dead_letter_codes) == {"invalid_json", "invalid_utf8", "missing_field",
+                                          "oversize", "unknown_shape", "empty"}
+
+    totals = drain(s)
+
+    assert totals.messages == len(records) and totals.replayed == 0
+    assert totals.dead_letters == len(exp.letters)
+    assert (totals.counted, totals.duplicates, totals.deletes) == (
+        exp.counted, exp.duplicates, exp.deletes)
+    assert_clickhouse_matches(s, exp)
+    assert_hot_matches(s, exp)
+    assert_dead_letters(s, exp)
+    assert_committed_everything(s)
+
+
+def test_replay_from_earliest_changes_nothing(test_settings: Settings) -> None:
+    s = test_settings
+    produce(s, interleave(with_duplicates(synthetic(201, 1200), 0.1, seed=3), malformed(), seed=4))
+    records = read_topic(s)
+    exp = expect(records)
+    drain(s)
+    assert_hot_matches(s, exp)
+    redis_before, ch_before = redis_snapshot(s), _ch_counts(s)
+    dlq_before = high_watermarks(s, s.topic_dlq)
+    replay_started = datetime.now(UTC)
+
+    moved = reset_group(s, "earliest")
+
+    assert {tp.partition: tp.offset for tp in moved} == {p: 0 for p in high_watermarks(s)}
+    assert committed_offsets(s) == {p: 0 for p in high_watermarks(s)}
+    totals = drain(s)
+    assert totals.messages == totals.replayed == len(records)
+    assert (totals.events, totals.dead_letters, totals.counted) == (0, 0, 0)
+    assert redis_snapshot(s) == redis_before
+    assert _rows_since(s, replay_started) == 0
+    after = _ch_counts(s)  # without FINAL: merges may only ever lower these
+    assert after[0] <= ch_before[0] and after[1] <= ch_before[1]
+    assert high_watermarks(s, s.topic_dlq) == dlq_before
+    assert_clickhouse_matches(s, exp)
+    assert_committed_everything(s)
+
+
+def test_replay_to_a_time_rereads_only_the_tail_and_changes_nothing(test_settings: Settings) -> None:
+    s = test_settings
+    produce(s, synthetic(301, 500))
+    time.sleep(0.05)
+    cut = datetime.now(UTC)
+    cut_ms = int(cut.timestamp() * 1000)
+    time.sleep(0.05)
+    produce(s, with_duplicates(synthetic(302, 500), 0.1, seed=5))
+    records = read_topic(s)
+    tail = [r for r in records if r.timestamp_ms >= cut_ms]
+    assert 0 < len(tail) < len(records)
+    drain(s)
+    exp = expect(records)
+    assert_hot_matches(s, exp)
+    redis_before = redis_snapshot(s)
+    highs = high_watermarks(s)
+    first_after = {p: min((r.offset for r in tail if r.partition == p), default=high)
+                   for p, high in highs.items()}
+
+    with cli_env(s):
+        assert cli.main(["replay", "--to", cut.isoformat()]) == 0
+
+    assert committed_offsets(s) == first_after
+    totals = drain(s)
+    assert totals.messages == totals.replayed == len(tail)
+    assert redis_snapshot(s) == redis_before
+    # what arrives after a replay is counted as usual
+    produce(s, with_duplicates(synthetic(303, 300), 0.2, seed=6))
+    drain(s)
+    exp = expect(read_topic(s))
+    assert_hot_matches(s, exp)
+    assert_clickhouse_matches(s, exp)
+    assert_committed_everything(s)
+
+
+def test_every_message_published_twice_counts_once(test_settings: Settings) -> None:
+    s = test_settings
+    base = interleave(synthetic(401, 800), malformed()[:2], seed=7)
+    produce(s, [pair for pair in base for _ in range(2)])  # each copy right after the original
+    drain(s)
+    exp = expect(read_topic(s))
+    assert exp.duplicates >= 800
+    assert_hot_matches(s, exp)
+    assert_clickhouse_matches(s, exp)
+    assert_dead_letters(s, exp)  # both copies of a malformed message, each once
+    wm_key = f"{s.redis_prefix}:wm:{s.topic_raw}".encode()
+    before = {k: v for k, v in redis_snapshot(s).items() if k != wm_key}
+
+    # the whole stream a third time, in later batches: only the per-id `seen` state catches it
+    produce(s, base)
+    totals = drain(s)
+
+    assert totals.messages == len(base) and totals.replayed == 0
+    assert totals.counted == totals.deletes == 0
+    assert {k: v for k, v in redis_snapshot(s).items() if k != wm_key} == before
+    exp = expect(read_topic(s))
+    assert_hot_matches(s, exp)
+    assert_clickhouse_matches(s, exp)
+    assert_committed_everything(s)
+
+
+def test_kill_9_workers_at_random_moments_keeps_counts_exact(test_settings: Settings,
+                                                             tmp_path) -> None:
+    s = test_settings
+    seed = int(os.environ.get("TF_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    pairs = interleave(with_duplicates(synthetic(501, 2400), 0.1, seed=8), malformed()[:3], seed=9)
+    with processes() as children:
+        workers = [WorkerProcess(s, tmp_path / f"worker{i}.log", batch_size=100, batch_ms=100,
+                                 idle_exit_s=12) for i in range(2)]
+        children.extend(workers)
+        for w in workers:
+            w.start()
+        with BackgroundProducer(s, pairs, rate=200):
+            for _ in range(3):
+                time.sleep(rng.uniform(1.0, 3.5))
+                victim = rng.choice(workers)
+                assert victim.alive(), victim.log()
+                assert victim.kill() == -signal.SIGKILL
+                victim.start()
+        wait_for(lambda: not any(w.alive() for w in workers), 90,
+                 f"the workers to go idle and exit (TF_CRASH_SEED={seed})")
+        for w in workers:
+            assert w.proc is not None and w.proc.returncode == 0, w.log()
+    if total_lag(s):  # both went idle while a rebalance held partitions: finish the job
+        drain(s)
+    exp = expect(read_topic(s))
+    assert_hot_matches(s, exp)
+    assert_clickhouse_matches(s, exp)
+    assert_dead_letters(s, exp, exactly_once=False)
+    assert_committed_everything(s)
+
+
+def _outage(settings: Settings, tmp_path, server: PrivateRedis | PrivateClickHouse,
+            sink: str) -> None:
+    """Produce while one worker consumes; stop `server` for ~8 s mid-stream: the worker must
+    keep retrying without committing, then catch up to exact counts."""
+    with processes() as children:
+        children.append(server)
+        worker = WorkerProcess(settings, tmp_path / "worker.log", batch_size=100, batch_ms=100)
+        children.append(worker)
+        worker.start()
+        pairs = interleave(with_duplicates(synthetic(601, 1500), 0.1, seed=10), malformed()[:2],
+                           seed=11)
+        with BackgroundProducer(settings, pairs, rate=150):
+            wait_for(lambda: sum(committed_offsets(settings).values()) > 100, 60,
+                     "the worker to commit its first batches")
+            server.stop()
+            wait_for(lambda: f"{sink} unavailable" in worker.log(), 30, "the worker to back off")
+            frozen = committed_offsets(settings)
+            down_until = time.monotonic() + 8
+            while time.monotonic() < down_until:
+                assert worker.alive(), worker.log()
+                assert committed_offsets(settings) == frozen, "committed while a sink was down"
+                time.sleep(1)
+            server.start()
+        wait_for(lambda: total_lag(settings) == 0, 90, "catch-up after the outage")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, worker.log()
+
+
+def test_redis_outage_backs_off_without_committing(test_settings: Settings, tmp_path) -> None:
+    redis = PrivateRedis(tmp_path / "redis").start()
+    s = test_settings.model_copy(update={"redis_url": redis.url})
+    _outage(s, tmp_path, redis, "redis")
+    redis.start()
+    try:
+        exp = expect(read_topic(s))
+        assert_hot_matches(s, exp, url=redis.url)
+        assert_clickhouse_matches(s, exp)
+        assert_dead_letters(s, exp)
+        assert_committed_everything(s, url=redis.url)
+    finally:
+        redis.stop()
+
+
+def test_clickhouse_outage_backs_off_without_committing(test_settings: Settings,
+                                                        tmp_path) -> None:
+    endpoint = PrivateClickHouse(tmp_path / "clickhouse").start()
+    s = test_settings.model_copy(update={"clickhouse_url": endpoint.url})
+    ensure_schema(s)
+    _outage(s, tmp_path, endpoint, "clickhouse")
+    endpoint.start()
+    try:
+        exp = expect(read_topic(s))
+        assert_hot_matches(s, exp)
+        assert_clickhouse_matches(s, exp)
+        assert_dead_letters(s, exp)
+        assert_committed_everything(s)
+    finally:
+        endpoint.stop()
+
+
+# --- two writers of one partition (a zombie after a rebalance), at the sink --------------------------
+
+
+def _records(pairs, partition: int = 0, first_offset: int = 0) -> list[TopicRecord]:
+    return [TopicRecord(partition, first_offset + i, k, v, 0) for i, (k, v) in enumerate(pairs)]
+
+
+def _batch(records: list[TopicRecord]) -> PartitionBatch:
+    return PartitionBatch(records[0].partition, records[-1].offset,
+                          [(r.offset, e) for r in records for e in parse_payload(r.value or b"")])
+
+
+def test_zombie_applying_the_same_batch_counts_once(test_settings: Settings) -> None:
+    s = test_settings
+    records = _records(with_duplicates(synthetic(701, 400), 0.1, seed=12))
+    exp = expect(records)
+    batch = _batch(records)
+    live, zombie = HotAggregatesSink(s), HotAggregatesSink(s)
+    planned_on = (live.watermarks().get(0, -1), zombie.watermarks().get(0, -1))
+    assert planned_on == (-1, -1)
+
+    first = live.apply(batch, planned_on[0])
+    second = zombie.apply(batch, planned_on[1])
+
+    assert (first.counted, first.duplicates, first.deletes) == (exp.counted, exp.duplicates,
+                                                                exp.deletes)
+    assert second.already_applied and second.retries == 1
+    assert (second.counted, second.deletes) == (0, 0)
+    assert_hot_matches(s, exp)
+    assert live.watermarks() == {0: records[-1].offset}
+
+
+def test_a_writer_racing_between_plan_and_apply_is_caught(test_settings: Settings) -> None:
+    """The competing write lands after the zombie planned (read the watermark and the `seen`
+    state) and before its script runs: the compare-and-set must send the zombie back to planning."""
+    s = test_settings
+    pairs = with_duplicates(synthetic(702, 400), 0.1, seed=13)
+    records = _records(pairs)
+    head = records[:200]
+    # other Tweets on two partitions at once (as producers with different partitioners would do)
+    fresh = with_duplicates(synthetic(703, 200), 0.1, seed=14)
+    other, third = _records(fresh, partition=1), _records(fresh[50:150], partition=2)
+    live = HotAggregatesSink(s)
+
+    def zombie_racing(competing) -> HotAggregatesSink:
+        zombie = HotAggregatesSink(s)
+        original, fired = zombie._lookup, []
+
+        def lookup_then_compete(ids):
+            found = original(ids)
+            if not fired:
+                fired.append(True)
+                competing()
+            return found
+
+        zombie._lookup = lookup_then_compete  # type: ignore[method-assign]
+        return zombie
+
+    # same partition: the live worker applies offsets 0..199 while the zombie plans 0..399
+    tail = zombie_racing(lambda: live.apply(_batch(head), -1)).apply(_batch(records), -1)
+    assert tail.retries == 1 and not tail.already_applied
+    assert tail.counted == expect(records).counted - expect(head).counted
+    assert_hot_matches(s, expect(records))
+    # another partition, same ids: the watermark still matches, the per-id checks must not
+    result = zombie_racing(lambda: live.apply(_batch(third), -1)).apply(_batch(other), -1)
+    assert result.retries == 1 and not result.already_applied
+    assert result.counted == expect(other).counted - expect(third).counted
+    assert_hot_matches(s, expect(records + other + third))
