@@ -1,6 +1,6 @@
 # tweetflow — the two commands a new user needs: `make demo` and `make test`.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 TWEETFLOW := $(BIN)/tweetflow

@@ -71,6 +71,8 @@ class Namespace:
             "clickhouse_database": tag, "redis_prefix": tag})
         return cls(settings, tag)
 
+    extra: list[Settings] = field(default_factory=list)  # other groups' databases and prefixes
+
     def create(self, topic_config: dict[str, str] | None = None) -> None:
         """Topics (with `topic_config`, e.g. LogAppendTime, on the raw one) and the raw tables."""
         from confluent_kafka.admin import NewTopic
@@ -80,7 +82,8 @@ class Namespace:
 
         s = self.settings
         if topic_config:
-            futures = kafka_admin(s).create_topics(
+            admin = kafka_admin(s)  # keep a reference: a collected client never resolves futures
+            futures = admin.create_topics(
                 [NewTopic(s.topic_raw, s.topic_partitions, 1, config=topic_config)],
                 operation_timeout=30)
             for future in futures.values():
@@ -90,16 +93,18 @@ class Namespace:
 
     def drop(self) -> None:
         """Remove everything the namespace created (best effort: a stopped store keeps its part)."""
-        from tweetflow.clients import clickhouse_client, kafka_admin, redis_client
+        from tweetflow.clients import kafka_admin, redis_client
 
         s = self.settings
-        for step in (
-            lambda: clickhouse_client(s, database="default").command(
-                f"DROP DATABASE IF EXISTS `{self.tag}`"),
-            lambda: _delete_keys(redis_client(s), f"{s.redis_prefix}:*"),
-            lambda: [f.result() for f in kafka_admin(s).delete_topics(
-                [s.topic_raw, s.topic_dlq], operation_timeout=30).values()],
-        ):
+        steps = []
+        for other in (s, *self.extra):
+            steps += [lambda o=other: drop_database(o),
+                      lambda o=other: _delete_keys(redis_client(o), f"{o.redis_prefix}:*")]
+        topics = sorted({s.topic_raw, s.topic_dlq, *(o.topic_dlq for o in self.extra)})
+        admin = kafka_admin(s)
+        steps.append(lambda: [f.result() for f in admin.delete_topics(
+            topics, operation_timeout=30).values()])
+        for step in steps:
             try:
                 step()
             except Exception:
@@ -108,9 +113,11 @@ class Namespace:
     def with_group(self, suffix: str, **updates: Any) -> Settings:
         """The same topic read by another group into another database and key prefix."""
         tag = f"{self.tag}_{suffix}"
-        return self.settings.model_copy(update={
+        other = self.settings.model_copy(update={
             "consumer_group": f"{tag}.group", "clickhouse_database": tag, "redis_prefix": tag,
             "topic_dlq": f"{tag}.dlq", **updates})
+        self.extra.append(other)
+        return other
 
 
 def _delete_keys(r, pattern: str) -> None:
@@ -287,6 +294,13 @@ def children_of(pid: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -310,6 +324,28 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
     return proc.returncode
 
 
+def wait_group(settings: Settings, members: int, timeout: float = 60.0) -> bool:
+    from confluent_kafka import ConsumerGroupState
+
+    from tweetflow.clients import kafka_admin
+
+    admin = kafka_admin(settings)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            group = admin.describe_consumer_groups([settings.consumer_group])[
+                settings.consumer_group].result(10)
+            assigned = sum(len(m.assignment.topic_partitions) for m in group.members
+                           if m.assignment)
+            if (group.state == ConsumerGroupState.STABLE and len(group.members) == members
+                    and assigned == settings.topic_partitions):
+                return True
+        except Exception:
+            pass
+        time.sleep(0.3)
+    return False
+
+
 class Consumers:
     """`tweetflow consume` processes of one namespace; each process runs `workers` workers."""
 
@@ -319,10 +355,16 @@ class Consumers:
         self.log_path = log_path
         self.batch_size, self.batch_ms = batch_size, batch_ms
         self.procs: list[subprocess.Popen] = []
+        self.metrics_ports: list[int] = []
 
-    def start(self, workers: int = 2) -> subprocess.Popen:
+    def start(self, workers: int = 2, *, metrics: bool = False) -> subprocess.Popen:
+        """Start a `tweetflow consume` process; with `metrics`, its workers serve Prometheus
+        metrics (see `metrics`)."""
+        base = free_ports(workers) if metrics else 0
+        if metrics:
+            self.metrics_ports += [base + i for i in range(workers)]
         cmd = [sys.executable, "-m", "tweetflow.cli", "consume", "--workers", str(workers),
-               "--metrics-port", "0", "--batch-size", str(self.batch_size),
+               "--metrics-port", str(base), "--batch-size", str(self.batch_size),
                "--batch-ms", str(self.batch_ms)]
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
@@ -333,7 +375,9 @@ class Consumers:
         return proc
 
     def worker_pids(self) -> list[int]:
-        return [c for p in self.procs if p.poll() is None for c in children_of(p.pid)]
+        """Live worker processes (multiprocessing's resource tracker, also a child, excluded)."""
+        return [c for p in self.procs if p.poll() is None for c in children_of(p.pid)
+                if b"spawn_main" in _cmdline(c)]
 
     def wait_workers(self, n: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -343,9 +387,41 @@ class Consumers:
             time.sleep(0.1)
         return False
 
+    def wait_ready(self, members: int, timeout: float = 60.0) -> bool:
+        """Until the group is stable with `members` members holding every partition (so a
+        measurement does not start with the workers still importing and joining)."""
+        return wait_group(self.settings, members, timeout)
+
     def stop(self, timeout: float = 40.0) -> list[int | None]:
         codes = [stop_process(p, timeout) for p in self.procs]
         return codes
+
+    def metrics(self) -> dict[str, float]:
+        """Sums over the workers serving metrics: seconds spent per sink
+        (`sink_seconds:<sink>`), batches and their seconds, messages consumed."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        out: dict[str, float] = {}
+        for port in self.metrics_ports:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    name = sample.name
+                    if name == "tweetflow_sink_seconds_sum":
+                        key = f"sink_seconds:{sample.labels['sink']}"
+                    elif name in ("tweetflow_batch_seconds_sum", "tweetflow_batch_seconds_count",
+                                  "tweetflow_consumed_messages_total"):
+                        key = name
+                    else:
+                        continue
+                    out[key] = out.get(key, 0.0) + sample.value
+        return out
 
     def log_text(self) -> str:
         try:
@@ -397,8 +473,19 @@ class LoadGen:
             self.stderr.close()
         return self.final
 
+    def interrupt(self, timeout: float = 200.0) -> dict[str, Any]:
+        """SIGINT: the generator stops publishing, waits for every ack, and reports."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self.wait(timeout)
+
     def stop(self) -> None:
         stop_process(self.proc, 10)
+
+    def append_rate(self) -> float:
+        """Messages/s the generator sent over its whole run."""
+        return self.final.get("attempted", 0) / self.final["elapsed"] if self.final.get(
+            "elapsed") else float("nan")
 
 
 def produce(settings: Settings, *args: str, processes: int = 1, log_path: Path | None = None,
@@ -427,9 +514,14 @@ class Truth:
     def of(cls, records: list[KafkaRecord]) -> Truth:
         from streaming.pipeline import Record, parse_records
 
-        truth = cls(messages=len(records), value_bytes=sum(len(r.value or b"") for r in records))
         located, letters = parse_records(
             [Record(r.partition, r.offset, r.key, r.value) for r in records])
+        return cls.parsed(records, located, letters)
+
+    @classmethod
+    def parsed(cls, records: list[KafkaRecord], located, letters) -> Truth:
+        """From records already parsed by streaming.pipeline.parse_records."""
+        truth = cls(messages=len(records), value_bytes=sum(len(r.value or b"") for r in records))
         for _, _, event in located:
             if event.kind == "tweet":
                 truth.tweet_events += 1
@@ -461,28 +553,35 @@ class Truth:
 
 # --- what the stores hold ------------------------------------------------------------------------
 
-def clickhouse_counts(settings: Settings) -> dict[str, int]:
-    """Row counts of the raw tables: as stored, collapsed (FINAL), distinct ids, and a checksum of
-    which (tweet, partition, offset) rows exist, which a replay must not change."""
+def clickhouse_counts(settings: Settings) -> dict[str, int | str]:
+    """Counts of the raw tables' content (FINAL: collapsed as every reader sees it), and
+    `newest_insert`, the newest `ingested_at`, which moves exactly when rows are inserted (merges
+    keep the newest version), so a replay that rewrote nothing leaves it unchanged. Row counts
+    without FINAL are not reported: background merges change them at any moment."""
     from tweetflow.clients import clickhouse_client
 
     client = clickhouse_client(settings)
     try:
-        raw = client.query(
-            "SELECT count(), uniqExact(tweet_id), "
-            "sum(cityHash64(tweet_id, kafka_partition, kafka_offset)) FROM raw_tweets"
-        ).result_rows[0]
-        final = client.query("SELECT count() FROM raw_tweets FINAL").result_rows[0][0]
+        raw = client.query("SELECT uniqExact(tweet_id), toString(max(ingested_at)) FROM raw_tweets"
+                           ).result_rows[0]
+        final = client.query(
+            "SELECT count(), sum(cityHash64(tweet_id, author_id, created_at, kind, lang, text, "
+            "hashtags, mentions, cashtags, domains)) FROM raw_tweets FINAL").result_rows[0]
         deletes = client.query(
-            "SELECT count(), uniqExact(tweet_id) FROM tweet_deletes").result_rows[0]
+            "SELECT uniqExact(tweet_id), toString(max(ingested_at)) FROM tweet_deletes"
+        ).result_rows[0]
         live = client.query(
             "SELECT count() FROM raw_tweets FINAL WHERE tweet_id NOT IN "
             "(SELECT tweet_id FROM tweet_deletes)").result_rows[0][0]
     finally:
         client.close()
-    return {"raw_rows": int(raw[0]), "raw_ids": int(raw[1]), "raw_checksum": int(raw[2]),
-            "raw_final": int(final), "delete_rows": int(deletes[0]),
-            "deleted_ids": int(deletes[1]), "live_tweets": int(live)}
+    return {"raw_ids": int(raw[0]), "raw_final": int(final[0]), "final_checksum": int(final[1]),
+            "deleted_ids": int(deletes[0]), "live_tweets": int(live),
+            "newest_insert": f"{raw[1]} / {deletes[1]}"}
+
+
+# Figures that differ between two consumer groups reading the same topic (their own insert times).
+STORED_ROW_COUNTS = ("newest_insert",)
 
 
 def redis_state(settings: Settings) -> dict[str, Any]:
@@ -657,6 +756,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free ports (the workers take metrics_port + i)."""
+    import random
+    import socket
+
+    for _ in range(100):
+        base = random.randint(20000, 40000)
+        try:
+            for i in range(n):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range for worker metrics")
 
 
 def start_query_server(settings: Settings, log_path: Path, processes: int = 1,

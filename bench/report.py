@@ -114,10 +114,12 @@ def rate_between(points: Sequence[tuple[float, float]], lo: float, hi: float) ->
     return (hi - lo) * final / (t_hi - t_lo)
 
 
-def rates(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Per-interval rate of a cumulative counter: [(interval end, delta / dt)]."""
+def rates(points: Sequence[tuple[float, float]], span: int = 1) -> list[tuple[float, float]]:
+    """Rate of a cumulative counter over `span` sampling intervals: [(time, delta / dt)]
+    (a span of several intervals smooths counters that move in steps, like batch commits)."""
     out = []
-    for (t0, v0), (t1, v1) in zip(points, points[1:], strict=False):
+    for i in range(span, len(points)):
+        (t0, v0), (t1, v1) = points[i - span], points[i]
         if t1 > t0:
             out.append((t1, (v1 - v0) / (t1 - t0)))
     return out

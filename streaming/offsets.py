@@ -43,7 +43,8 @@ def group_lag(settings: Settings, group: str | None = None, topic: str | None = 
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in parts])
     admin = kafka_admin(settings)  # keep a reference: a collected client never resolves futures
     future = admin.list_consumer_group_offsets([request])[group]
-    committed = {tp.partition: tp.offset for tp in future.result(timeout=30).topic_partitions}
+    committed = {tp.partition: tp.offset if tp.offset >= 0 else -1  # OFFSET_INVALID (-1001)
+                 for tp in future.result(timeout=30).topic_partitions}
     probe = _probe(settings)
     try:
         rows = []
@@ -90,7 +91,12 @@ def reset_group(settings: Settings, to: str, group: str | None = None,
     request = ConsumerGroupTopicPartitions(group, offsets)
     admin = kafka_admin(settings)  # keep a reference: a collected client never resolves futures
     future = admin.alter_consumer_group_offsets([request])[group]
-    return list(future.result(timeout=30).topic_partitions)
+    moved = list(future.result(timeout=30).topic_partitions)
+    failed = [tp for tp in moved if tp.error is not None]  # e.g. UNKNOWN_MEMBER_ID: group active
+    if failed:
+        raise RuntimeError(f"group {group}: partitions {[tp.partition for tp in failed]} not moved: "
+                           f"{failed[0].error.str()}")
+    return moved
 
 
 def run_replay(args: argparse.Namespace) -> int:

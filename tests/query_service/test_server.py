@@ -98,14 +98,19 @@ def test_sigterm_stops_every_process_gracefully(test_settings: Settings, process
             server.wait()
 
 
-def _wait_metrics(ports: range, needle: str, timeout: float = 10) -> None:
+def _scrape(port: int) -> str:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode()
+    except OSError:  # that worker's exporter may still be starting on a busy machine
+        return ""
+
+
+def _wait_metrics(ports: range, needle: str, timeout: float = 30) -> None:
     """Worker i serves metrics on metrics_port + i; any of them may have answered."""
     deadline = time.monotonic() + timeout
-    text = ""
     while time.monotonic() < deadline:
-        text = "".join(urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=5)
-                       .read().decode() for p in ports)
-        if needle in text:
+        if needle in "".join(_scrape(p) for p in ports):
             return
         time.sleep(0.2)
     raise AssertionError(f"{needle!r} not in the metrics of ports {list(ports)}")

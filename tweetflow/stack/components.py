@@ -87,6 +87,11 @@ class _Base:
                 raise StackError(f"{self.name}: external server at {self.address()} does not answer")
             return
         if self.proc.pid() is None:
+            if _safe(self.answers):
+                raise StackError(
+                    f"{self.name}: something already answers at {self.address()} but was not "
+                    f"started from {self.settings.data_dir} (a stack of another checkout?); "
+                    "stop it, or point the settings at it as an external server")
             self.start()
         if not wait_until(lambda: self.proc.pid() is not None and self.answers(), self.start_timeout):
             raise StackError(f"{self.name} did not become ready at {self.address()}; "
