@@ -15,7 +15,6 @@ from confluent_kafka import Consumer, Producer
 
 from tweetflow.clients import clickhouse_client, kafka_config, redis_client
 from tweetflow.settings import PROJECT_ROOT, Settings
-from tweetflow.stack.components import ClickHouseEndpoint
 from tweetflow.stack.manager import Stack
 
 
@@ -124,19 +123,6 @@ def test_analyst_user_reads_but_cannot_write(test_settings: Settings) -> None:
         analyst.command("INSERT INTO t VALUES (1)")
     with pytest.raises(DatabaseError, match="Code: 164"):
         analyst.command("DROP TABLE t")
-
-
-def test_clickhouse_data_survives_endpoint_restart(test_settings: Settings) -> None:
-    client = clickhouse_client(test_settings)
-    client.command("CREATE TABLE kept (id UInt64) ENGINE = MergeTree ORDER BY id")
-    client.insert("kept", [[7], [8]], column_names=["id"])
-    endpoint = ClickHouseEndpoint(test_settings)
-    if not endpoint.managed:
-        pytest.skip("CLICKHOUSE_URL points at an external server; not restarting it")
-    assert endpoint.down()
-    endpoint.up()
-    again = clickhouse_client(test_settings)
-    assert again.query("SELECT sum(id) FROM kept").result_rows == [(15,)]
 
 
 def test_dbt_debug_connects_through_the_endpoint(test_settings: Settings) -> None:
