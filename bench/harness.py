@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,10 +105,8 @@ class Namespace:
         steps.append(lambda: [f.result() for f in admin.delete_topics(
             topics, operation_timeout=30).values()])
         for step in steps:
-            try:
+            with suppress(Exception):
                 step()
-            except Exception:
-                pass
 
     def with_group(self, suffix: str, **updates: Any) -> Settings:
         """The same topic read by another group into another database and key prefix."""
@@ -146,11 +144,9 @@ def namespace(base: Settings, name: str, *, topic_config: dict[str, str] | None 
 def drop_database(settings: Settings) -> None:
     from tweetflow.clients import clickhouse_client
 
-    try:
+    with suppress(Exception):
         clickhouse_client(settings, database="default").command(
             f"DROP DATABASE IF EXISTS `{settings.clickhouse_database}`")
-    except Exception:
-        pass
 
 
 # --- Kafka offsets ---------------------------------------------------------------------------------
@@ -234,7 +230,7 @@ def redis_watermarks(settings: Settings, r=None) -> dict[int, int]:
 
     r = r or redis_client(settings)
     raw = r.hgetall(watermark_key(settings.redis_prefix, settings.topic_raw))
-    return {int(p): int(o) for p, o in raw.items()}
+    return {int(p): int(o) for p, o in raw.items() if p.isdigit()}  # skip the topic_id field
 
 
 def applied(settings: Settings, high: dict[int, int], r=None) -> int:
@@ -316,10 +312,8 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait(10)
     return proc.returncode
 
@@ -474,9 +468,9 @@ class LoadGen:
         return self.final
 
     def interrupt(self, timeout: float = 200.0) -> dict[str, Any]:
-        """SIGINT: the generator stops publishing, waits for every ack, and reports."""
+        """SIGTERM: the generator stops publishing, waits for every ack, and reports."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
 
     def stop(self) -> None:
@@ -720,6 +714,7 @@ class LagSampler:
         self.interval = interval
         self.samples: list[LagSample] = []
         self.errors = 0
+        self.paused = threading.Event()  # set while the broker is down on purpose
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -739,6 +734,9 @@ class LagSampler:
 
         while not self._stop.is_set():
             began = time.monotonic()
+            if self.paused.is_set():
+                self._stop.wait(self.interval)
+                continue
             try:
                 rows = group_lag(self.settings)
                 committed = {r.partition: (r.committed if r.committed >= 0 else r.low) for r in rows}

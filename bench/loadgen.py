@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 
-from streaming.producer import BurstSpec, Progress, RunPlan, TweetProducer, run_plan
+from streaming.producer import BurstSpec, Message, Progress, RunPlan, TweetProducer, run_plan
 from streaming.synthetic import DELETE_FRACTION, Burst, SyntheticSource
 from tweetflow.settings import get_settings
 
@@ -64,8 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         source.add_burst(Burst(start_ms, end_ms))
         print(json.dumps({"burst_start": start_ms / 1000, "burst_end": end_ms / 1000}), flush=True)
 
+    # SIGTERM ends the run cleanly: the flag empties the message iterator, so run_plan stops and
+    # flushes. (A KeyboardInterrupt raised inside Producer.poll surfaces as a SystemError from
+    # confluent-kafka and skips the flush, so SIGINT is handled the same way.)
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+
+    def messages() -> Iterator[Message]:
+        for message in source:
+            if stopping.is_set():
+                return
+            yield message
+
     started = time.time()
-    result = run_plan(producer, iter(source), plan, on_burst=on_burst, progress=progress,
+    result = run_plan(producer, messages(), plan, on_burst=on_burst, progress=progress,
                       flush_timeout=180)
     s = result.stats
     print(json.dumps({"done": True, "started": started, "sent": result.sent,

@@ -76,7 +76,7 @@ class ScenarioResult:
 
 
 def format_value(value: float | int | str) -> str:
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, (bool, str)):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"

@@ -27,6 +27,7 @@ REPORTS = PROJECT_ROOT / "reports"
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `tweetflow bench` (args.scenarios, args.quick)."""
+    cli_setup()
     names = list(args.scenarios) or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -34,6 +35,16 @@ def run(args: argparse.Namespace) -> int:
               f"known: {', '.join(SCENARIOS)}", file=sys.stderr)
         return 2
     return run_scenarios(names, quick=args.quick)
+
+
+def cli_setup() -> None:
+    """For command-line runs: quiet logs (the scenarios' lines are the output) and a traceback
+    even if a native client library crashes the process."""
+    import faulthandler
+    import logging
+
+    faulthandler.enable()
+    logging.getLogger().setLevel(logging.WARNING)
 
 
 def stack_lines() -> list[str]:
@@ -45,11 +56,8 @@ def stack_lines() -> list[str]:
 def run_scenarios(names: Sequence[str], *, quick: bool, options: dict[str, Any] | None = None,
                   reports_root: Path = REPORTS) -> int:
     """Run the scenarios in order; 0 when every one passed."""
-    import logging
-
     from tweetflow.stack.manager import stack_up
 
-    logging.getLogger().setLevel(logging.WARNING)  # the scenario's own lines are the output
     settings = get_settings()
     began, started = time.monotonic(), datetime.now(UTC)
     stack_up(settings)

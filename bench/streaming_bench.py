@@ -131,7 +131,7 @@ def used_memory(settings: Settings) -> int:
 
 
 def run(ctx: Context) -> ScenarioResult:
-    messages = int(ctx.options.get("messages") or (60_000 if ctx.quick else 300_000))
+    messages = int(ctx.options.get("messages") or (50_000 if ctx.quick else 300_000))
     workers = int(ctx.options.get("workers") or 2)
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, "tput") as ns:
@@ -270,12 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.streaming_bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=None,
-                        help="messages to publish (default 300,000; --quick 60,000)")
+                        help="messages to publish (default 300,000; --quick 50,000)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
-    from bench.runner import run_scenarios
+    from bench.runner import cli_setup, run_scenarios
 
+    cli_setup()
     return run_scenarios([NAME], quick=args.quick,
                          options={"messages": args.messages, "workers": args.workers})
 

@@ -52,13 +52,14 @@ class BatchResult:
     events: int = 0
     dead_letters: int = 0
     counted: int = 0
+    updated: int = 0
     duplicates: int = 0
     deletes: int = 0
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset to commit
 
 
 class BatchProcessor:
-    """Runs batches through the sinks; `wait` is called between retries (the worker polls Kafka)."""
+    """Runs batches through the sinks; `wait` is called between retries (the worker's backoff)."""
 
     def __init__(self, settings: Settings, *, hot: bool = True,
                  wait: Callable[[float], None] = time.sleep) -> None:
@@ -86,6 +87,7 @@ class BatchProcessor:
             applied = self._retry("redis", lambda b=batch: self.hot.apply(
                 b, watermarks.get(b.partition, -1)) if self.hot_enabled else self._skip_hot(b))
             result.counted += applied.counted
+            result.updated += applied.updated
             result.duplicates += applied.duplicates
             result.deletes += applied.deletes
         for r in records:
@@ -124,7 +126,6 @@ class BatchProcessor:
 
 def parse_records(records: list[Record]) -> tuple[list[tuple[int, int, Event]], list[DeadLetter]]:
     """Parse each record; what cannot be parsed becomes a dead letter with its reason."""
-    """Parse each record; what cannot be parsed becomes a dead letter with its reason."""
     located: list[tuple[int, int, Event]] = []
     letters: list[DeadLetter] = []
     for r in records:
@@ -159,7 +160,7 @@ def _record_metrics(result: BatchResult, letters: list[DeadLetter], seconds: flo
     metrics.CONSUMED.inc(result.messages)
     metrics.REPLAYED.inc(result.replayed)
     metrics.WRITTEN.labels("clickhouse").inc(result.events)
-    metrics.WRITTEN.labels("redis").inc(result.counted + result.deletes)
+    metrics.WRITTEN.labels("redis").inc(result.counted + result.updated + result.deletes)
     metrics.DUPLICATES.inc(result.duplicates)
     for letter in letters:
         metrics.DEAD_LETTERED.labels(letter.reason_code).inc()

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streaming import metrics
 from streaming.pipeline import BatchProcessor, BatchResult, Record
-from tweetflow.clients import kafka_config
+from tweetflow.clients import kafka_config, topic_id
 from tweetflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,9 @@ class Worker:
         self.options = options or WorkerOptions()
         self.consumer = Consumer(consumer_config(settings))
         self.processor = BatchProcessor(settings, wait=self._wait)
+        if self.processor.hot.bind_topic(topic_id(settings)):
+            log.warning("%s was created anew: its old offset watermarks were dropped",
+                        settings.topic_raw)
         self.stop_requested = False
         self.totals = BatchResult()
 
@@ -123,6 +126,7 @@ class Worker:
         t.events += r.events
         t.dead_letters += r.dead_letters
         t.counted += r.counted
+        t.updated += r.updated
         t.duplicates += r.duplicates
         t.deletes += r.deletes
 

@@ -69,3 +69,15 @@ def redis_client(settings: Settings | None = None, **kwargs: Any):
 
     settings = settings or get_settings()
     return redis.Redis.from_url(settings.redis_url, **kwargs)
+
+
+def topic_id(settings: Settings | None = None, topic: str | None = None,
+             timeout: float = 30.0) -> str:
+    """The broker's id of a topic: it changes when a topic of the same name is created anew."""
+    from confluent_kafka import TopicCollection
+
+    settings = settings or get_settings()
+    topic = topic or settings.topic_raw
+    admin = kafka_admin(settings)  # keep a reference: a collected client never resolves futures
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout)[topic]
+    return str(future.result(timeout=timeout).topic_id)

@@ -6,7 +6,7 @@ Layout (prefix `tf` by default, `bucket` = epoch seconds of the bucket start, UT
 - `tf:z:{dim}:{grain}:{bucket}`      zset    member -> count, for dim in DIMENSIONS (top-K and counts)
 - `tf:u:{grain}:{bucket}`            HLL     unique authors (approximate; deletes cannot lower it)
 - `tf:seen:{hour}`                   hash    tweet id -> its encoded contribution, "D" once deleted
-- `tf:wm:{topic}`                    hash    Kafka partition -> last offset applied
+- `tf:wm:{topic}`                    hash    Kafka partition -> last offset applied; `topic_id`
 Grains: `m` (minute) and `h` (hour). Every bucket key expires `hot_horizon_hours` after its end.
 """
 

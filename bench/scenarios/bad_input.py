@@ -89,7 +89,8 @@ def run(ctx: Context) -> ScenarioResult:
     from streaming.producer import PRODUCER_CONFIG
     from tweetflow.clients import kafka_config
 
-    good, copies = (3000, 3) if ctx.quick else (20_000, 10)
+    good, copies = ((600, 1) if ctx.options.get("tiny") else
+                    (3000, 3) if ctx.quick else (20_000, 10))
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, NAME) as ns:
         s = ns.settings
@@ -146,8 +147,8 @@ def run(ctx: Context) -> ScenarioResult:
                          f"({letter.headers.get('reason', b'').decode()[:80]}), "
                          f"expected {case.reason_code!r}")
     unexpected = [k for k in letters if k not in sent]
-    result.add("bad messages published (kinds × copies)", len(sent), "",
-               f"{len(all_cases)} × {copies}", len(sent) == len(all_cases) * copies and not errors)
+    result.add("bad messages published (kinds x copies)", len(sent), "",
+               f"{len(all_cases)} x {copies}", len(sent) == len(all_cases) * copies and not errors)
     result.add("good messages published", truth.messages, "")
     result.check("every bad message in the DLQ", not missing,
                  f"{len(letters):,} dead letters" if not missing else

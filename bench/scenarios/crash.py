@@ -19,7 +19,8 @@ TITLE = "kill -9 random workers during a run: final counts equal the unique inpu
 
 
 def run(ctx: Context) -> ScenarioResult:
-    rate, seconds, kills = (1500, 24, 3) if ctx.quick else (2500, 90, 8)
+    rate, seconds, kills = ((600, 10, 1) if ctx.options.get("tiny") else
+                            (1500, 24, 3) if ctx.quick else (2500, 90, 8))
     result = ScenarioResult(NAME, TITLE)
     rng = random.Random(7)
     with harness.namespace(ctx.base, NAME) as ns:

@@ -143,7 +143,7 @@ def _run(ctx: Context, ns: harness.Namespace, stack: PrivateStack, result: Scena
                                   log_path=ctx.path("outages-loadgen.log"))
             prober.start()
             baseline_from = time.monotonic()
-            harness.sleep_with_progress(8, ctx.bar, 0.2, 0.25, "baseline")
+            harness.sleep_with_progress(6, ctx.bar, 0.2, 0.25, "baseline")
             base_lag = [x.total_lag for x in sampler.samples if x.t > baseline_from + 2]
             threshold = max(2 * percentile(base_lag, 95) if base_lag else 0.0, rate * 1.0)
             for i, name in enumerate(COMPONENTS):
@@ -206,7 +206,7 @@ def _run(ctx: Context, ns: harness.Namespace, stack: PrivateStack, result: Scena
                     if bad_outside else ""))
     result.check("never a wrong number", wrong_total == 0 and not any(
         p.verdict == "wrong" for p in prober.probes), f"{len(prober.probes)} queries in all")
-    result.note(f"Closed window {datetime.fromtimestamp(window[0], UTC):%H:%M}–"
+    result.note(f"Closed window {datetime.fromtimestamp(window[0], UTC):%H:%M}-"
                 f"{datetime.fromtimestamp(window[1], UTC):%H:%M} UTC ({history:,} Tweets published "
                 "beforehand with event times in it); queries alternate a minute-aligned start (the "
                 "hot path alone can answer) and an unaligned one (its first seconds need ClickHouse).")
@@ -217,12 +217,15 @@ def _outage(ctx: Context, stack: PrivateStack, sampler: harness.LagSampler, name
             outage_s: float, threshold: float, lo: float, hi: float) -> Phase:
     phase = Phase(name)
     phase.down_at = time.monotonic()
+    if name == "kafka":
+        sampler.paused.set()  # lag cannot be read without the broker
     stack.stop(name)
     harness.sleep_with_progress(outage_s, ctx.bar, lo, lo + (hi - lo) * 0.4, f"{name} down")
     phase.restart_at = time.monotonic()
     ctx.progress(lo + (hi - lo) * 0.4, f"restarting {name}")
     phase.restart_s = stack.restart(name)
     phase.up_at = time.monotonic()
+    sampler.paused.clear()
     deadline = phase.up_at + 300
     while time.monotonic() < deadline:
         ctx.progress(lo + (hi - lo) * 0.7, f"{name} back; waiting for the pipeline to catch up")

@@ -153,9 +153,9 @@ def run(ctx: Context) -> ScenarioResult:
             for path, ms in latencies[q.name].items():
                 result.add(f"{q.name}: {path} p50 / p99",
                            f"{percentile(ms, 50):.2f} / {percentile(ms, 99):.2f}", "ms")
-            result.add(f"{q.name}: marts p50 / hot p50", percentile(mart_ms, 50) / hot50, "×",
+            result.add(f"{q.name}: marts p50 / hot p50", percentile(mart_ms, 50) / hot50, "x",
                        "> 1 (hot faster)", percentile(mart_ms, 50) > hot50)
-            result.add(f"{q.name}: raw p50 / hot p50", percentile(raw_ms, 50) / hot50, "×",
+            result.add(f"{q.name}: raw p50 / hot p50", percentile(raw_ms, 50) / hot50, "x",
                        "> 1 (hot faster)", percentile(raw_ms, 50) > hot50)
         client.close()
 

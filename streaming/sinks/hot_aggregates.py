@@ -35,6 +35,7 @@ from tweetflow.model import Event, Tweet
 from tweetflow.settings import Settings
 
 DELETED = "D"
+TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes
 _FIELD, _ITEM = "\x1f", "\x1e"
 
 _APPLY = """
@@ -80,6 +81,7 @@ class PartitionBatch:
 @dataclass
 class ApplyResult:
     counted: int = 0
+    updated: int = 0  # new versions of Tweets already counted
     duplicates: int = 0
     deletes: int = 0
     cold: int = 0  # older than the hot horizon: ClickHouse only
@@ -134,7 +136,24 @@ class HotAggregatesSink:
 
     def watermarks(self) -> dict[int, int]:
         """Last applied offset per partition (-1 when none)."""
-        return {int(p): int(o) for p, o in self.redis.hgetall(self.wm_key).items()}
+        return {int(p): int(o) for p, o in self.redis.hgetall(self.wm_key).items()
+                if p != TOPIC_ID_FIELD}
+
+    def bind_topic(self, topic_id: str) -> bool:
+        """Tie the watermarks to this incarnation of the topic; True if old ones were dropped.
+
+        Why: offsets start again at 0 when a topic is deleted and created anew (or the broker's
+        data is wiped); watermarks of the old topic would then skip every new message up to them.
+        The `seen` hashes stay, so Tweets re-sent into the new topic still count once.
+        """
+        stored = self.redis.hget(self.wm_key, TOPIC_ID_FIELD)
+        if stored == topic_id:
+            return False
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self.wm_key)
+        pipe.hset(self.wm_key, TOPIC_ID_FIELD, topic_id)
+        pipe.execute()
+        return stored is not None
 
     def apply(self, batch: PartitionBatch, expected: int) -> ApplyResult:
         """Apply one partition's batch on top of watermark `expected`; replans on a conflict."""
@@ -174,12 +193,18 @@ class HotAggregatesSink:
                 state = remote.get(tweet_id)
                 plan.checks.append((key, str(tweet_id), state or ""))
             if event.kind == "tweet" and event.tweet is not None:
-                if state is not None:
+                contribution = _contribution(event.tweet)
+                if state in (DELETED, contribution):
                     plan.result.duplicates += 1
                     continue
-                contribution = _contribution(event.tweet)
+                if state is not None:
+                    # A newer version of a counted Tweet (other entities, say): the latest
+                    # version wins, as in ClickHouse, so replace what the old one contributed.
+                    self._count(plan, state, -1, 0)
+                    plan.result.updated += 1
+                else:
+                    plan.result.counted += 1
                 self._count(plan, contribution, +1, event.tweet.author_id)
-                plan.result.counted += 1
                 local[tweet_id] = contribution
             else:
                 if state == DELETED:

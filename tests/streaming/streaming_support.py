@@ -360,7 +360,8 @@ def read_hot(settings: Settings, url: str | None = None) -> HotState:
                 z[(parts[1], parts[2], int(parts[3]))] = scores
         elif parts[0] == "u":
             authors[(parts[1], int(parts[2]))] = int(r.pfcount(key))
-    wm = {int(p): int(o) for p, o in r.hgetall(f"{prefix}:wm:{settings.topic_raw}").items()}
+    wm = {int(p): int(o) for p, o in r.hgetall(f"{prefix}:wm:{settings.topic_raw}").items()
+          if p.isdigit()}  # the hash also names the topic incarnation (`topic_id`)
     return HotState(n, z, authors, wm)
 
 
@@ -463,7 +464,7 @@ def assert_committed_everything(settings: Settings, url: str | None = None) -> N
 # --- workers -----------------------------------------------------------------------------------
 
 
-def run_worker(settings: Settings, idle_exit_s: float = 2.5, **options: Any) -> BatchResult:
+def run_worker(settings: Settings, idle_exit_s: float = 1.5, **options: Any) -> BatchResult:
     """One worker in this process until idle; the signal handlers it installs are restored."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -14,7 +14,9 @@ import signal
 import time
 from datetime import UTC, datetime
 
+import orjson
 import pytest
+from confluent_kafka import KafkaException
 from streaming_support import (
     BackgroundProducer,
     PrivateClickHouse,
@@ -35,6 +37,7 @@ from streaming_support import (
     malformed,
     processes,
     produce,
+    read_hot,
     read_topic,
     redis_snapshot,
     synthetic,
@@ -47,6 +50,7 @@ from streaming.offsets import reset_group
 from streaming.parsing import parse_payload
 from streaming.sinks import HotAggregatesSink, PartitionBatch
 from tweetflow import cli
+from tweetflow.clients import ensure_topics, kafka_admin
 from tweetflow.schema import ensure_schema
 from tweetflow.settings import Settings
 
@@ -211,64 +215,58 @@ def test_kill_9_workers_at_random_moments_keeps_counts_exact(test_settings: Sett
     assert_committed_everything(s)
 
 
-def _outage(settings: Settings, tmp_path, server: PrivateRedis | PrivateClickHouse,
-            sink: str) -> None:
+def _outage(settings: Settings, tmp_path, server: PrivateRedis | PrivateClickHouse, sink: str,
+            children: list) -> None:
     """Produce while one worker consumes; stop `server` for ~8 s mid-stream: the worker must
-    keep retrying without committing, then catch up to exact counts."""
-    with processes() as children:
-        children.append(server)
-        worker = WorkerProcess(settings, tmp_path / "worker.log", batch_size=100, batch_ms=100)
-        children.append(worker)
-        worker.start()
-        pairs = interleave(with_duplicates(synthetic(601, 1500), 0.1, seed=10), malformed()[:2],
-                           seed=11)
-        with BackgroundProducer(settings, pairs, rate=150):
-            wait_for(lambda: sum(committed_offsets(settings).values()) > 100, 60,
-                     "the worker to commit its first batches")
-            server.stop()
-            wait_for(lambda: f"{sink} unavailable" in worker.log(), 30, "the worker to back off")
-            frozen = committed_offsets(settings)
-            down_until = time.monotonic() + 8
-            while time.monotonic() < down_until:
-                assert worker.alive(), worker.log()
-                assert committed_offsets(settings) == frozen, "committed while a sink was down"
-                time.sleep(1)
-            server.start()
-        wait_for(lambda: total_lag(settings) == 0, 90, "catch-up after the outage")
-        worker.signal(signal.SIGTERM)
-        assert worker.wait(60) == 0, worker.log()
+    keep retrying without committing, then catch up."""
+    worker = WorkerProcess(settings, tmp_path / "worker.log", batch_size=100, batch_ms=100)
+    children.append(worker)
+    worker.start()
+    pairs = interleave(with_duplicates(synthetic(601, 1500), 0.1, seed=10), malformed()[:2],
+                       seed=11)
+    with BackgroundProducer(settings, pairs, rate=150):
+        wait_for(lambda: sum(committed_offsets(settings).values()) > 100, 60,
+                 "the worker to commit its first batches")
+        server.stop()
+        wait_for(lambda: f"{sink} unavailable" in worker.log(), 30, "the worker to back off")
+        frozen = committed_offsets(settings)
+        down_until = time.monotonic() + 8
+        while time.monotonic() < down_until:
+            assert worker.alive(), worker.log()
+            assert committed_offsets(settings) == frozen, "committed while a sink was down"
+            time.sleep(1)
+        server.start()
+    wait_for(lambda: total_lag(settings) == 0, 90, "catch-up after the outage")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, worker.log()
 
 
 def test_redis_outage_backs_off_without_committing(test_settings: Settings, tmp_path) -> None:
-    redis = PrivateRedis(tmp_path / "redis").start()
-    s = test_settings.model_copy(update={"redis_url": redis.url})
-    _outage(s, tmp_path, redis, "redis")
-    redis.start()
-    try:
+    with processes() as children:
+        redis = PrivateRedis(tmp_path / "redis")
+        children.append(redis.start())
+        s = test_settings.model_copy(update={"redis_url": redis.url})
+        _outage(s, tmp_path, redis, "redis", children)
         exp = expect(read_topic(s))
         assert_hot_matches(s, exp, url=redis.url)
         assert_clickhouse_matches(s, exp)
         assert_dead_letters(s, exp)
         assert_committed_everything(s, url=redis.url)
-    finally:
-        redis.stop()
 
 
 def test_clickhouse_outage_backs_off_without_committing(test_settings: Settings,
                                                         tmp_path) -> None:
-    endpoint = PrivateClickHouse(tmp_path / "clickhouse").start()
-    s = test_settings.model_copy(update={"clickhouse_url": endpoint.url})
-    ensure_schema(s)
-    _outage(s, tmp_path, endpoint, "clickhouse")
-    endpoint.start()
-    try:
+    with processes() as children:
+        endpoint = PrivateClickHouse(tmp_path / "clickhouse")
+        children.append(endpoint.start())
+        s = test_settings.model_copy(update={"clickhouse_url": endpoint.url})
+        ensure_schema(s)
+        _outage(s, tmp_path, endpoint, "clickhouse", children)
         exp = expect(read_topic(s))
         assert_hot_matches(s, exp)
         assert_clickhouse_matches(s, exp)
         assert_dead_letters(s, exp)
         assert_committed_everything(s)
-    finally:
-        endpoint.stop()
 
 
 # --- two writers of one partition (a zombie after a rebalance), at the sink --------------------------
@@ -339,3 +337,55 @@ def test_a_writer_racing_between_plan_and_apply_is_caught(test_settings: Setting
     assert result.retries == 1 and not result.already_applied
     assert result.counted == expect(third + other).counted - expect(third).counted
     assert_hot_matches(s, expect(records + other + third))
+
+
+# --- two versions of one Tweet id ----------------------------------------------------------------
+
+
+def test_two_versions_of_a_tweet_id_count_the_same_version_in_both_sinks(
+        test_settings: Settings) -> None:
+    s = test_settings
+    key, value = next((k, v) for k, v in synthetic(1301, 200, delete_fraction=0)
+                      if b"referenced_tweets" not in (v or b""))
+    doc = orjson.loads(value or b"")
+    data = doc["data"]
+    start = len(data["text"]) + 1
+    data["text"] += " #VersionTwo"  # the same Tweet id, now with one more hashtag
+    data.setdefault("entities", {}).setdefault("hashtags", []).append(
+        {"start": start, "end": start + 11, "tag": "VersionTwo"})
+    produce(s, [(key, value), (key, orjson.dumps(doc))])
+    drain(s)
+    tweet_id = int(data["id"])
+    (hashtags,) = ch_rows(s, f"SELECT hashtags FROM raw_tweets FINAL WHERE tweet_id = {tweet_id}")[0]
+    in_redis = any("versiontwo" in members
+                   for (dim, _, _), members in read_hot(s).z.items() if dim == "hashtag")
+    assert "versiontwo" in hashtags  # the newest version wins in ClickHouse ...
+    assert in_redis  # ... and in Redis
+
+
+# --- a raw topic deleted and created again ---------------------------------------------------------
+
+
+def _recreate(settings: Settings, topic: str) -> None:
+    admin = kafka_admin(settings)  # keep a reference until the future resolves
+    admin.delete_topics([topic])[topic].result(timeout=30)
+
+    def created() -> bool:
+        try:
+            return bool(ensure_topics(settings, topic))
+        except KafkaException:  # still being deleted
+            return False
+
+    wait_for(created, 60, f"{topic} to be created again")
+
+
+def test_a_recreated_topic_is_consumed_in_full(test_settings: Settings) -> None:
+    s = test_settings
+    produce(s, synthetic(1401, 200, delete_fraction=0))
+    drain(s)
+    _recreate(s, s.topic_raw)
+    produce(s, synthetic(1402, 200, delete_fraction=0))
+    drain(s)
+    exp = expect(read_topic(s))
+    stored = {r[0] for r in ch_rows(s, "SELECT tweet_id FROM raw_tweets FINAL")}
+    assert set(exp.tweets) <= stored, f"{len(set(exp.tweets) - stored)} new Tweets never stored"

@@ -73,11 +73,11 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_0(test_settings: Settings,
 
 def test_sigterm_during_a_sink_outage_exits_0_without_committing(test_settings: Settings,
                                                                   tmp_path) -> None:
-    redis = PrivateRedis(tmp_path / "redis").start()
-    s = test_settings.model_copy(update={"redis_url": redis.url})
-    produce(s, synthetic(802, 300))
     with processes() as children:
-        children.append(redis)
+        redis = PrivateRedis(tmp_path / "redis")
+        children.append(redis.start())
+        s = test_settings.model_copy(update={"redis_url": redis.url})
+        produce(s, synthetic(802, 300))
         worker = WorkerProcess(s, tmp_path / "worker.log", batch_size=100, batch_ms=100)
         children.append(worker)
         redis.stop()

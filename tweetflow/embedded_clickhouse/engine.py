@@ -142,8 +142,17 @@ class Engine:
         self.timezone = _run(self._anchor, "SELECT timezone()").bytes().decode().strip()
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._sessions_lock = threading.Lock()
+        # In-flight requests: close() waits for them, because closing the anchor under a running
+        # query shuts the engine down beneath it (chDB crashed with SIGSEGV in that case).
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self._closing = False
 
-    def close(self) -> None:
+    def close(self, drain_timeout: float = 30.0) -> None:
+        """Refuse new requests, wait (bounded) for running ones, then shut the engine down."""
+        with self._idle:
+            self._closing = True
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=drain_timeout)
         with self._sessions_lock:
             for session in self._sessions.values():
                 session.conn.close()
@@ -155,6 +164,20 @@ class Engine:
     @contextmanager
     def connection(self, req: Request) -> Iterator[Any]:
         """A connection prepared for `req`: user's readonly level, settings, database."""
+        with self._idle:
+            if self._closing:
+                raise ClickHouseError(STD_EXCEPTION, "the server is shutting down")
+            self._in_flight += 1
+        try:
+            with self._open(req) as conn:
+                yield conn
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    @contextmanager
+    def _open(self, req: Request) -> Iterator[Any]:
         if req.session_id:
             with self._session(req) as conn:
                 yield self._prepare(conn, req)

@@ -1,0 +1,97 @@
+"""The bench's pure helpers: the truth it compares stores with, and the timing arithmetic of the
+scenarios (no stack needed)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from bench.harness import KafkaRecord, Truth, diff_counters, settings_env
+from bench.scenarios import SCENARIOS, load
+from bench.scenarios.bad_input import cases
+from bench.scenarios.burst import _between
+from bench.scenarios.freshness import visibility
+from streaming.synthetic import SyntheticSource
+from tweetflow.hot_keys import bucket_start
+from tweetflow.settings import Settings
+
+
+def test_settings_env_gives_a_child_process_the_same_settings(monkeypatch) -> None:
+    custom = Settings().model_copy(update={"topic_raw": "bench_x.raw", "redis_prefix": "bench_x",
+                                           "kafka_bootstrap_servers": "127.0.0.1:19092",
+                                           "embedded_clickhouse_port": 18123})
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")  # must not win
+    for name, value in settings_env(custom).items():
+        monkeypatch.setenv(name, value)
+    child = Settings()
+    assert child == custom
+
+
+def _records(n: int, seed: int = 5) -> list[KafkaRecord]:
+    source = SyntheticSource(seed, start_ms=1_700_000_000_000, rate=50.0)
+    out = []
+    for offset in range(n):
+        key, value, _ = source.next_message()
+        out.append(KafkaRecord(0, offset, key, value, 0))
+    return out
+
+
+def test_truth_counts_unique_live_tweets_per_minute_and_hashtags_per_hour() -> None:
+    records = _records(3000)
+    duplicate = records[10]
+    records.append(KafkaRecord(0, 3000, duplicate.key, duplicate.value, 0))
+    records.append(KafkaRecord(0, 3001, b"x", b"not json", 0))
+    truth = Truth.of(records)
+    assert truth.messages == 3002
+    assert truth.dead_letters == {(0, 3001): "invalid_json"}
+    assert truth.tweet_events == len(truth.tweets) + 1  # the duplicate copy
+    assert truth.deleted and truth.deleted <= set(truth.tweets)  # synthetic deletes hit own Tweets
+    live = truth.live()
+    assert len(live) == len(truth.tweets) - len(truth.deleted)
+    assert sum(truth.minute_counts().values()) == len(live)
+    t = next(iter(live.values()))
+    if t.hashtags:
+        hour = bucket_start(t.created_at.timestamp(), "h")
+        assert truth.hour_hashtags()[(hour, t.hashtags[0].lower())] >= 1
+
+
+def test_diff_counters_names_the_first_differences() -> None:
+    assert diff_counters(Counter(a=1, b=2), Counter(a=1, b=2)) == []
+    out = diff_counters(Counter({i: 1 for i in range(10)}), Counter(), limit=2)
+    assert out == ["0: expected 1, got 0", "1: expected 1, got 0", "... 8 more"]
+
+
+def test_visibility_is_the_first_watermark_poll_at_or_past_the_offset() -> None:
+    records = [KafkaRecord(0, 0, None, b"", 1_000), KafkaRecord(0, 1, None, b"", 1_100),
+               KafkaRecord(1, 0, None, b"", 1_000)]
+    polls = [(1.05, {0: -1}), (1.2, {0: 0}), (1.5, {0: 1, 1: 0})]
+    assert visibility(records, polls) == pytest.approx([0.2, 0.4, 0.5])
+
+
+def test_burst_window_growth_interpolates_a_cumulative_series() -> None:
+    points = [(0.0, 0), (1.0, 100), (2.0, 1100), (3.0, 1200)]
+    assert _between(points, 1.0, 2.0) == pytest.approx(1000)
+    assert _between(points, 0.5, 2.5) == pytest.approx(1100)
+
+
+def test_bad_input_cases_cover_every_reason_code_and_parse_as_expected() -> None:
+    from streaming.pipeline import Record, parse_records
+
+    all_cases = cases()
+    codes = {c.reason_code for c in all_cases}
+    assert {"invalid_json", "invalid_utf8", "missing_field", "wrong_type", "invalid_value",
+            "future_timestamp", "oversize", "unknown_shape", "empty"} <= codes
+    for case in all_cases:
+        located, letters = parse_records([Record(0, 0, case.key, case.value)])
+        assert not located and letters[0].reason_code == case.reason_code, case.label
+    assert json.loads(all_cases[6].value or b"null")["data"].get("id") is None  # no id
+
+
+def test_every_scenario_module_loads() -> None:
+    for name in SCENARIOS:
+        module = load(name)
+        assert name == module.NAME and module.TITLE and callable(module.run)
+    with pytest.raises(KeyError):
+        load("nope")
