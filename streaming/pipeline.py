@@ -62,7 +62,7 @@ class BatchProcessor:
     """Runs batches through the sinks; `wait` is called between retries (the worker's backoff)."""
 
     def __init__(self, settings: Settings, *, hot: bool = True,
-                 wait: Callable[[float], None] = time.sleep) -> None:
+                 wait: Callable[[float], None] = time.sleep, topic_id: str | None = None) -> None:
         self.settings = settings
         self.clickhouse = ClickHouseSink(settings)
         self.dead_letters = DeadLetterSink(settings)
@@ -70,10 +70,16 @@ class BatchProcessor:
         self.hot_enabled = hot
         self.wait = wait
         self.stopping = False
+        self.topic_id = topic_id  # bound to the watermarks before the first batch (see bind_topic)
 
     def process(self, records: list[Record]) -> BatchResult:
         started = time.perf_counter()
         result = BatchResult(messages=len(records))
+        if self.topic_id is not None:
+            topic_id, self.topic_id = self.topic_id, None
+            if self._retry("redis", lambda: self.hot.bind_topic(topic_id)):
+                log.warning("%s was created anew: its old offset watermarks were dropped",
+                            self.settings.topic_raw)
         watermarks = self._retry("redis", self.hot.watermarks)
         fresh = [r for r in records if r.offset > watermarks.get(r.partition, -1)]
         result.replayed = len(records) - len(fresh)

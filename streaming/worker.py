@@ -48,10 +48,7 @@ class Worker:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.consumer = Consumer(consumer_config(settings))
-        self.processor = BatchProcessor(settings, wait=self._wait)
-        if self.processor.hot.bind_topic(topic_id(settings)):
-            log.warning("%s was created anew: its old offset watermarks were dropped",
-                        settings.topic_raw)
+        self.processor = BatchProcessor(settings, wait=self._wait, topic_id=topic_id(settings))
         self.stop_requested = False
         self.totals = BatchResult()
 

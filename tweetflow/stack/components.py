@@ -97,7 +97,7 @@ class _Base:
             raise StackError(f"{self.name} did not become ready at {self.address()}; "
                              f"log {self.proc.log_file}:\n{self.proc.log_tail()}")
 
-    start_timeout = 60.0
+    start_timeout = 120.0  # Kafka on a busy 2-core machine can take a minute
 
     def down(self) -> bool:
         return self.proc.stop() if self.managed else False
