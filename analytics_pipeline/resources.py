@@ -63,6 +63,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "TWEETFLOW_DBT_PASSWORD": settings.clickhouse_password,
         "TWEETFLOW_DBT_DATABASE": settings.clickhouse_database,
         "TWEETFLOW_DBT_THREADS": "1",
+        "TWEETFLOW_DBT_CLUSTER": settings.clickhouse_cluster,
     }
 
 

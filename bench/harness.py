@@ -10,6 +10,7 @@ be shared with other work. Child processes get the namespace through the environ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from pydantic import AliasChoices
 from tweetflow.settings import PROJECT_ROOT, Settings
 
 BENCH_API_KEY = "bench-key"
+log = logging.getLogger("bench")
 
 
 # --- settings for child processes -------------------------------------------------------------
@@ -48,6 +50,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
         for n in names:
             env[n] = value
     return env
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the bench process dies (Linux prctl), so a crashed
+    or killed bench leaves no consumers, load generators or servers behind."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -259,11 +270,13 @@ def wait_applied(settings: Settings, *, timeout: float, low: dict[int, int] | No
     r = redis_client(settings)
     points: list[tuple[float, int]] = []
     deadline = time.monotonic() + timeout
+    error = ""
     while True:
         now = time.monotonic()
         try:
             done_count = applied(settings, high, r) - sum(low.values())
-        except Exception:
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
             done_count = points[-1][1] if points else 0
         points.append((now, done_count))
         if on_poll:
@@ -271,8 +284,29 @@ def wait_applied(settings: Settings, *, timeout: float, low: dict[int, int] | No
         if done_count >= total:
             return True, points
         if now > deadline:
+            log.warning("not applied within %.0f s: %d/%d; high %s, watermarks %s%s", timeout,
+                        done_count, total, high, _safe(lambda: redis_watermarks(settings)),
+                        f"; last error {error}" if error else "")
             return False, points
         time.sleep(interval)
+
+
+def require_applied(settings: Settings, *, timeout: float, what: str) -> None:
+    """wait_applied, raising with the state of the group when it times out."""
+    done, points = wait_applied(settings, timeout=timeout)
+    if not done:
+        from streaming.offsets import group_lag
+
+        raise TimeoutError(f"{what}: only {points[-1][1]:,} messages applied after {timeout:.0f} s; "
+                           f"group lag {_safe(lambda: group_lag(settings))}, "
+                           f"watermarks {_safe(lambda: redis_watermarks(settings))}")
+
+
+def _safe(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception as exc:
+        return f"({type(exc).__name__}: {exc})"
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -364,7 +398,7 @@ class Consumers:
         with self.log_path.open("ab") as log:
             proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=child_env(self.settings),
                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=die_with_parent)
         self.procs.append(proc)
         return proc
 
@@ -435,7 +469,8 @@ class LoadGen:
         self.stderr = log_path.open("ab") if log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=child_env(settings),
                                      stdout=subprocess.PIPE, stderr=self.stderr,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=die_with_parent)
         self.progress: list[dict[str, Any]] = []
         self.final: dict[str, Any] = {}
         self.burst: tuple[float, float] | None = None
@@ -785,7 +820,8 @@ def start_query_server(settings: Settings, log_path: Path, processes: int = 1,
             [sys.executable, "-m", "query_service.server", "--port", str(port), "--metrics-port",
              "0", "--processes", str(processes)], cwd=PROJECT_ROOT,
             env=child_env(settings, TWEETFLOW_API_KEYS=BENCH_API_KEY), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=die_with_parent)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -9,6 +9,7 @@ only Redis is started here, because the Redis component manages the default port
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -21,11 +22,16 @@ from tweetflow.stack.manager import Stack
 from tweetflow.stack.process import ManagedProcess, StackError, wait_until
 
 COMPONENTS = ("redis", "clickhouse", "kafka")
+PREFIX = "tweetflow-bench-stack-"
+MARKERS = {"kafka": "kafka.Kafka", "clickhouse": "tweetflow.embedded_clickhouse",
+           "redis": "redis-server"}
 
 
 class PrivateStack:
     def __init__(self, base: Settings) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="tweetflow-bench-stack-"))
+        remove_stale()
+        self.root = Path(tempfile.mkdtemp(prefix=PREFIX))
+        (self.root / "owner.pid").write_text(str(os.getpid()))
         redis_port = free_port()
         kafka_port, controller_port, clickhouse_port = free_port(), free_port(), free_port()
         self.settings = base.model_copy(update={
@@ -38,8 +44,7 @@ class PrivateStack:
         libs = base.data_dir / "kafka-libs"
         if libs.is_dir():  # the broker's jars, fetched once by the shared stack
             (self.root / "kafka-libs").symlink_to(libs)
-        self.redis = ManagedProcess("redis", self.root / "redis" / "redis.pid",
-                                    self.root / "logs" / "redis.log", "redis-server")
+        self.redis = _process(self.root, "redis")
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -96,3 +101,26 @@ class PrivateStack:
                               "--daemonize", "no", "--maxmemory-policy", "noeviction"])
         if not wait_until(lambda: self.answers("redis"), 30):
             raise StackError(f"private Redis did not start; log {self.redis.log_file}")
+
+
+def _process(root: Path, name: str) -> ManagedProcess:
+    return ManagedProcess(name, root / name / f"{name}.pid", root / "logs" / f"{name}.log",
+                          MARKERS[name])
+
+
+def remove_stale() -> list[str]:
+    """Stop and delete private stacks whose bench process is gone (one killed mid-run leaves its
+    services running: they are detached by design)."""
+    removed = []
+    for root in Path(tempfile.gettempdir()).glob(PREFIX + "*"):
+        try:
+            owner = int((root / "owner.pid").read_text())
+        except (OSError, ValueError):
+            owner = 0
+        if owner and Path(f"/proc/{owner}").exists():
+            continue
+        for name in MARKERS:
+            _process(root, name).stop()
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root.name)
+    return removed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 CONSUMED = Counter("tweetflow_consumed_messages", "Messages read from Kafka")
@@ -18,6 +20,7 @@ LAG = Gauge("tweetflow_consumer_lag", "Messages behind the high watermark", ["to
 
 
 def serve_metrics(port: int) -> None:
-    """Expose /metrics on 127.0.0.1:port (0 = do not serve)."""
+    """Expose /metrics on port (0 = do not serve), on TWEETFLOW_METRICS_HOST (default loopback;
+    containers set 0.0.0.0 so Prometheus can scrape them)."""
     if port:
-        start_http_server(port, addr="127.0.0.1")
+        start_http_server(port, addr=os.environ.get("TWEETFLOW_METRICS_HOST", "127.0.0.1"))

@@ -131,7 +131,7 @@ def _run(ctx: Context, ns: harness.Namespace, stack: PrivateStack, result: Scena
     harness.produce(s, "--rate", "0", "--duration", "0", "--count", str(history),
                     "--history-hours", str(HISTORY_MINUTES / 60), "--deletes", "0",
                     log_path=ctx.path("outages-loadgen.log"))
-    harness.wait_applied(s, timeout=300)
+    harness.require_applied(s, timeout=180, what="the history before the outages")
     now = int(time.time())
     window = (now - HISTORY_MINUTES * 60 + 120) // 60 * 60, now // 60 * 60
     server, port = harness.start_query_server(s, ctx.path("outages-query.log"))
