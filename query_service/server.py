@@ -149,7 +149,11 @@ def _supervise(processes: int, port: int, metrics_port: int, host: str) -> int:
         for i in range(processes)
     ]
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -157,7 +161,10 @@ def _supervise(processes: int, port: int, metrics_port: int, host: str) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     codes = [child.wait() for child in children]
-    return max(codes, key=abs)
+    # A child still starting when we forwarded the signal dies of it before its handler exists:
+    # it served nothing, so that is a clean stop too.
+    stopped_by_us = {-signal.SIGTERM, -signal.SIGINT} if stopping else set()
+    return max((0 if code in stopped_by_us else code for code in codes), key=abs)
 
 
 def build_parser() -> argparse.ArgumentParser:
