@@ -66,6 +66,8 @@ class Worker:
             while not self.stop_requested:
                 batch = self._collect()
                 if not batch:
+                    if not self.consumer.assignment():
+                        idle_since = time.monotonic()  # not idle before joining the group
                     idle = self.options.idle_exit_s
                     if idle is not None and time.monotonic() - idle_since > idle:
                         break

@@ -67,7 +67,8 @@ def test_visibility_is_the_first_watermark_poll_at_or_past_the_offset() -> None:
     records = [KafkaRecord(0, 0, None, b"", 1_000), KafkaRecord(0, 1, None, b"", 1_100),
                KafkaRecord(1, 0, None, b"", 1_000)]
     polls = [(1.05, {0: -1}), (1.2, {0: 0}), (1.5, {0: 1, 1: 0})]
-    assert visibility(records, polls) == pytest.approx([0.2, 0.4, 0.5])
+    assert [d for _, d in visibility(records, polls)] == pytest.approx([0.2, 0.4, 0.5])
+    assert [t for t, _ in visibility(records, polls)] == pytest.approx([1.0, 1.1, 1.0])
 
 
 def test_burst_window_growth_interpolates_a_cumulative_series() -> None:
