@@ -92,6 +92,7 @@ def bulk_insert(settings: Settings, located, value_bytes: int, messages: int) ->
     into a copy of raw_tweets; rows are built before the clock starts."""
     from datetime import UTC, datetime
 
+    # the sink's own row builders (private), so the bound inserts exactly the pipeline's rows
     from streaming.sinks.clickhouse import DELETE_NAMES, RAW_NAMES, _delete_row, _tweet_row
     from tweetflow.clients import clickhouse_client
 
@@ -131,7 +132,7 @@ def used_memory(settings: Settings) -> int:
 
 
 def run(ctx: Context) -> ScenarioResult:
-    messages = int(ctx.options.get("messages") or (50_000 if ctx.quick else 300_000))
+    messages = int(ctx.options.get("messages") or (100_000 if ctx.quick else 300_000))
     workers = int(ctx.options.get("workers") or 2)
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, "tput") as ns:
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.streaming_bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=None,
-                        help="messages to publish (default 300,000; --quick 50,000)")
+                        help="messages to publish (default 300,000; --quick 100,000)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)

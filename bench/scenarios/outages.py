@@ -1,5 +1,5 @@
 """Outages: Redis, the ClickHouse endpoint and the Kafka broker are each stopped mid-run (30 s; quick:
-10 s) and restarted (`Stack(settings).up()` for Kafka and the endpoint) while Tweets stream in and
+10 s) and restarted with `Stack(settings).up()` while Tweets stream in and
 the query service is asked about a closed window twice a second.
 
 Requirements: nothing lost (every message applied exactly once, the producer lost nothing), the
