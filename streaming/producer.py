@@ -125,7 +125,13 @@ class TweetProducer:
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (waiting up to `timeout` seconds for one)."""
-        self._producer.poll(timeout)
+        try:
+            self._producer.poll(timeout)
+        except SystemError as exc:
+            # A signal arriving inside librdkafka's poll surfaces as SystemError ("returned NULL
+            # without setting an exception") instead of KeyboardInterrupt; treat it as the latter
+            # so run_plan flushes and prints its summary.
+            raise KeyboardInterrupt from exc
 
     def flush(self, timeout: float = 60.0) -> DeliveryStats:
         """Wait for every queued message's fate; what is still queued counts as undelivered."""
