@@ -811,8 +811,7 @@ def free_ports(n: int) -> int:
 def start_query_server(settings: Settings, log_path: Path, processes: int = 1,
                        timeout: float = 60.0) -> tuple[subprocess.Popen, int]:
     """`query_service.server` for the namespace on a free port, API key BENCH_API_KEY."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from bench.query_bench import wait_serving
 
     port = free_port()
     with log_path.open("ab") as log:
@@ -822,17 +821,8 @@ def start_query_server(settings: Settings, log_path: Path, processes: int = 1,
             env=child_env(settings, TWEETFLOW_API_KEYS=BENCH_API_KEY), stdout=log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=die_with_parent)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                status = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="tweetflow.v1.AnalyticsService"),
-                    timeout=1).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return server, port
-        except grpc.RpcError:
-            time.sleep(0.2)
+    if wait_serving(port, timeout):
+        return server, port
     stop_process(server)
     raise RuntimeError(f"the query server did not start; see {log_path}")
 

@@ -128,10 +128,19 @@ def start_server(settings: Settings, port: int, processes: int) -> subprocess.Po
     server = subprocess.Popen(
         [sys.executable, "-m", "query_service.server", "--port", str(port), "--metrics-port", "0",
          "--processes", str(processes)], cwd=PROJECT_ROOT, env=env, start_new_session=True)
+    if wait_serving(port, 60):
+        time.sleep(1.0 if processes > 1 else 0.2)  # let every worker finish starting
+        return server
+    server.kill()
+    raise SystemExit("the query server did not start")
+
+
+def wait_serving(port: int, timeout: float) -> bool:
+    """Poll grpc.health.v1 on 127.0.0.1:port until AnalyticsService is SERVING (or time runs out)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -139,12 +148,10 @@ def start_server(settings: Settings, port: int, processes: int) -> subprocess.Po
                     health_pb2.HealthCheckRequest(service="tweetflow.v1.AnalyticsService"),
                     timeout=1).status
             if status == health_pb2.HealthCheckResponse.SERVING:
-                time.sleep(1.0 if processes > 1 else 0.2)  # let every worker finish starting
-                return server
+                return True
         except grpc.RpcError:
             time.sleep(0.2)
-    server.kill()
-    raise SystemExit("the query server did not start")
+    return False
 
 
 def group_cpu_seconds(pgid: int) -> float:

@@ -61,13 +61,12 @@ class BatchResult:
 class BatchProcessor:
     """Runs batches through the sinks; `wait` is called between retries (the worker's backoff)."""
 
-    def __init__(self, settings: Settings, *, hot: bool = True,
-                 wait: Callable[[float], None] = time.sleep, topic_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, wait: Callable[[float], None] = time.sleep,
+                 topic_id: str | None = None) -> None:
         self.settings = settings
         self.clickhouse = ClickHouseSink(settings)
         self.dead_letters = DeadLetterSink(settings)
         self.hot = HotAggregatesSink(settings)
-        self.hot_enabled = hot
         self.wait = wait
         self.stopping = False
         self.topic_id = topic_id  # bound to the watermarks before the first batch (see bind_topic)
@@ -91,7 +90,7 @@ class BatchProcessor:
             self._retry("dlq", lambda: self.dead_letters.write(letters))
         for batch in _by_partition(fresh, located):
             applied = self._retry("redis", lambda b=batch: self.hot.apply(
-                b, watermarks.get(b.partition, -1)) if self.hot_enabled else self._skip_hot(b))
+                b, watermarks.get(b.partition, -1)))
             result.counted += applied.counted
             result.updated += applied.updated
             result.duplicates += applied.duplicates
@@ -101,11 +100,6 @@ class BatchProcessor:
                                                    r.offset + 1)
         _record_metrics(result, letters, time.perf_counter() - started)
         return result
-
-    def _skip_hot(self, batch: PartitionBatch):
-        from streaming.sinks.hot_aggregates import ApplyResult
-
-        return ApplyResult()
 
     def _retry(self, sink: str, fn: Callable[[], T]) -> T:
         """Call `fn` until it succeeds, backing off exponentially (0.2 s .. 10 s) between tries."""

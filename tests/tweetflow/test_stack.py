@@ -3,6 +3,7 @@ shared one answers every client the platform uses."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import urllib.request
@@ -13,7 +14,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, Producer
 
-from tweetflow.clients import clickhouse_client, kafka_config, redis_client
+from tweetflow.clients import clickhouse_client, kafka_admin, kafka_config, redis_client
 from tweetflow.settings import PROJECT_ROOT, Settings
 from tweetflow.stack.manager import Stack
 
@@ -43,8 +44,7 @@ def test_fresh_stack_from_empty_data_dir_comes_up_and_down(tmp_path: Path) -> No
         first = _pids(stack)
         stack.up()  # idempotent: nothing restarted
         assert _pids(stack) == first
-        topics = set(__import__("tweetflow.clients", fromlist=["kafka_admin"])
-                     .kafka_admin(settings).list_topics(timeout=10).topics)
+        topics = set(kafka_admin(settings).list_topics(timeout=10).topics)
         assert {settings.topic_raw, settings.topic_dlq} <= topics
     finally:
         stopped = stack.down()
@@ -128,7 +128,7 @@ def test_analyst_user_reads_but_cannot_write(test_settings: Settings) -> None:
 def test_dbt_debug_connects_through_the_endpoint(test_settings: Settings) -> None:
     from analytics_pipeline.resources import dbt_env
 
-    env = {**__import__("os").environ, **dbt_env(test_settings)}
+    env = {**os.environ, **dbt_env(test_settings)}
     result = subprocess.run(
         [str(PROJECT_ROOT / ".venv/bin/dbt"), "debug", "--project-dir", "dbt_project",
          "--profiles-dir", "dbt_project"],
