@@ -1,15 +1,21 @@
 """Query path benchmark: the hot path over gRPC (ghz) against the same question asked of
-ClickHouse directly over HTTP.
+ClickHouse directly over HTTP, next to the floor grpcio itself sets on this machine.
 
-    .venv/bin/python bench/query_bench.py [--requests 50000] [--concurrency 32] [--processes 2]
+    .venv/bin/python -m bench.query_bench [--requests 50000] [--concurrency 32] [--processes 2]
 
 The question is "trending hashtags over the last hour" (with each one's 24-hour baseline). The
 script needs the stack up; when Redis and ClickHouse hold no Tweets from the last hour it seeds
 a small synthetic day (the real sinks, a watermark of its own so consumers are not disturbed). It
 installs ghz into <data dir>/bin with `go install` if missing, starts `query_service.server` on a
-free port, runs ghz, then runs the equivalent SQL against ClickHouse for `--duration` s, and
-prints req/s, p50, p99, errors and how much lower the gRPC p50 is.
-Not a test: numbers depend on the machine (and whatever else shares its cores).
+free port and runs ghz against it; then, with the same ghz settings, runs ghz against a no-op
+grpc.aio server with the same process layout answering the same response bytes
+(bench/grpc_floor.py); then runs the equivalent SQL against ClickHouse for `--duration` s.
+It prints req/s, p50, p99, errors, server and ghz CPU per call (from /proc and wait4), how much
+lower the gRPC p50 is, and PASS/FAIL against the targets (TARGET_RPS, TARGET_P99_MS,
+TARGET_P50_REDUCTION). The floor is context, not a target: ghz shares the cores with the server,
+so the floor's req/s bounds what any grpcio service can reach here.
+Not a test: numbers depend on the machine (and whatever else shares its cores); CPU per call is
+the figure that survives other load.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +45,10 @@ GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz@latest"
 BENCH_KEY = "bench-key"
 SEED_TOPIC = "bench.seed"  # the hot sink's watermark for seeded data lives under this name
 WINDOW = 3600
+METHOD = "TrendingHashtags"
+TARGET_RPS = 10_000
+TARGET_P99_MS = 10.0
+TARGET_P50_REDUCTION = 85.0  # percent below ClickHouse's p50
 
 
 @dataclass
@@ -48,6 +59,8 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    client_cpu_us: float = float("nan")  # CPU per call of the load generator (ghz)
+    server_cpu_us: float = float("nan")  # CPU per call of the server's processes together
 
     @property
     def rps(self) -> float:
@@ -167,28 +180,99 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def trending_request() -> bytes:
+    """The request ghz repeats, serialized (binary call data costs ghz less CPU than JSON)."""
+    from google.protobuf.duration_pb2 import Duration
+
+    from tweetflow.v1 import analytics_pb2 as pb
+
+    return pb.TrendingHashtagsRequest(window=Duration(seconds=WINDOW),
+                                      limit=10).SerializeToString()
+
+
+def call_raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """One call of METHOD with the bench key, returning the response's wire bytes."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(f"/tweetflow.v1.AnalyticsService/{METHOD}")
+        return call(request, metadata=(("x-api-key", BENCH_KEY),), timeout=timeout)
+
+
 def run_ghz(ghz: str, port: int, total: int, concurrency: int, connections: int,
-            cpus: int) -> tuple[Result, dict]:
+            cpus: int, server_pgid: int | None = None) -> tuple[Result, dict]:
     """`total` calls (a count, not a duration: with -z ghz cuts the calls in flight at the end
-    and reports them as errors), the first 1% skipped as warm-up."""
+    and reports them as errors), the first 1% skipped as warm-up. ghz's CPU comes from wait4;
+    the server's, when `server_pgid` is given, from /proc for that process group."""
     well_known = str(resources.files("grpc_tools") / "_proto")
-    cmd = [ghz, "--insecure", "--proto", str(PROJECT_ROOT / "proto/tweetflow/v1/analytics.proto"),
-           "--import-paths", f"{PROJECT_ROOT / 'proto'},{well_known}",
-           "--call", "tweetflow.v1.AnalyticsService.TrendingHashtags",
-           "-d", json.dumps({"window": f"{WINDOW}s", "limit": 10}),
-           "-m", json.dumps({"x-api-key": BENCH_KEY}),
-           "-n", str(total), "--skipFirst", str(total // 100), "-c", str(concurrency),
-           "--connections", str(connections),
-           "--cpus", str(cpus), "-O", "json", f"127.0.0.1:{port}"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    report = json.loads(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        data, out = Path(tmp) / "request.bin", Path(tmp) / "report.json"
+        data.write_bytes(trending_request())
+        cmd = [ghz, "--insecure",
+               "--proto", str(PROJECT_ROOT / "proto/tweetflow/v1/analytics.proto"),
+               "--import-paths", f"{PROJECT_ROOT / 'proto'},{well_known}",
+               "--call", f"tweetflow.v1.AnalyticsService.{METHOD}", "-B", str(data),
+               "-m", json.dumps({"x-api-key": BENCH_KEY}),
+               "-n", str(total), "--skipFirst", str(total // 100), "-c", str(concurrency),
+               "--connections", str(connections),
+               "--cpus", str(cpus), "-O", "json", "-o", str(out), f"127.0.0.1:{port}"]
+        server_before = group_cpu_seconds(server_pgid) if server_pgid else 0.0
+        with open(Path(tmp) / "stderr", "w+b") as stderr:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr)
+            _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: ghz's own rusage
+            server_cpu = group_cpu_seconds(server_pgid) - server_before if server_pgid else None
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode != 0:
+                stderr.seek(0)
+                raise subprocess.CalledProcessError(proc.returncode, cmd,
+                                                    stderr=stderr.read().decode())
+        report = json.loads(out.read_text())
     lat = {d["percentage"]: d["latency"] / 1e6 for d in report.get("latencyDistribution") or []}
     errors = sum(report.get("errorDistribution", {}).values()) if report.get(
         "errorDistribution") else 0
     count = int(report["count"])
     return Result("gRPC hot path (ghz)", count, errors,
                   count / report["rps"] if report.get("rps") else 0.0, lat.get(50, float("nan")),
-                  lat.get(99, float("nan"))), report
+                  lat.get(99, float("nan")),
+                  client_cpu_us=(usage.ru_utime + usage.ru_stime) / total * 1e6,
+                  server_cpu_us=(server_cpu / total * 1e6 if server_cpu is not None
+                                 else float("nan"))), report
+
+
+def run_floor(ghz: str, response: bytes, args: argparse.Namespace) -> Result:
+    """ghz, with the same settings, against bench.grpc_floor answering `response`."""
+    from bench import grpc_floor
+
+    port = free_port()
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        f.write(response)
+        f.flush()
+        server = grpc_floor.start(port, args.processes, Path(f.name))
+        try:
+            if not wait_answering(port, 30):
+                raise SystemExit("the no-op gRPC server did not start")
+            time.sleep(1.0 if args.processes > 1 else 0.2)  # as start_server does
+            result, _ = run_ghz(ghz, port, args.requests, args.concurrency, args.connections,
+                                args.ghz_cpus, server.pid)
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    result.name = "no-op grpc.aio server (floor)"
+    return result
+
+
+def wait_answering(port: int, timeout: float) -> bool:
+    """Call METHOD on 127.0.0.1:port until it answers (or time runs out)."""
+    import grpc
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            call_raw(port, trending_request(), timeout=1)
+            return True
+        except grpc.RpcError:
+            time.sleep(0.2)
+    return False
 
 
 # --- the ClickHouse side ---------------------------------------------------------------------
@@ -285,32 +369,65 @@ def main() -> int:
         print("warning: only one of Redis and ClickHouse holds Tweets from the last hour; "
               "the two sides answer from different data")
     ghz = ghz_path(settings)
+    loads = [os.getloadavg()[0]]
+    service, response = run_service(settings, ghz, args)
+    loads.append(os.getloadavg()[0])
+    floor = run_floor(ghz, response, args)
+    loads.append(os.getloadavg()[0])
+    clickhouse = run_clickhouse(settings, args.duration, args.clickhouse_clients)
+    print_report(service, floor, clickhouse, args, loads)
+    return 0
+
+
+def run_service(settings: Settings, ghz: str, args: argparse.Namespace) -> tuple[Result, bytes]:
+    """ghz against query_service.server; also returns one of its responses (for the floor)."""
     port = free_port()
     server = start_server(settings, port, args.processes)
     try:
-        cpu_before = group_cpu_seconds(server.pid)
-        grpc_result, _ = run_ghz(ghz, port, args.requests, args.concurrency, args.connections,
-                                 args.ghz_cpus)
-        server_cpu = group_cpu_seconds(server.pid) - cpu_before
+        result, _ = run_ghz(ghz, port, args.requests, args.concurrency, args.connections,
+                            args.ghz_cpus, server.pid)
+        response = call_raw(port, trending_request())
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
-    ch_result = run_clickhouse(settings, args.duration, args.clickhouse_clients)
+    return result, response
 
-    print(f"\n{'path':<34} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for r in (grpc_result, ch_result):
+
+def print_report(service: Result, floor: Result, clickhouse: Result, args: argparse.Namespace,
+                 loads: list[float]) -> None:
+    cores = os.cpu_count() or 1
+    print(f"\n{'path':<34} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>7} {'server CPU/call':>16} {'ghz CPU/call':>13}")
+    for r in (service, floor, clickhouse):
+        cpu = (f"{r.server_cpu_us:>13.0f} us {r.client_cpu_us:>10.0f} us"
+               if r.server_cpu_us == r.server_cpu_us else "")  # NaN: not measured
         print(f"{r.name:<34} {r.requests:>9} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-              f"{r.errors:>7}")
-    reduction = 100 * (1 - grpc_result.p50_ms / ch_result.p50_ms)
-    print(f"\np50 reduction, gRPC hot path vs ClickHouse directly: {reduction:.1f}%")
-    per_request_us = server_cpu / args.requests * 1e6
-    print(f"server CPU per gRPC request: {per_request_us:.0f} us "
-          f"(so {os.cpu_count()} cores free of the load generator would serve about "
-          f"{os.cpu_count() * 1e6 / per_request_us:.0f} req/s)")
+              f"{r.errors:>7} {cpu}")
+    reduction = 100 * (1 - service.p50_ms / clickhouse.p50_ms)
+    print()
+    for ok, text in (
+            (service.rps >= TARGET_RPS and service.errors == 0,
+             f"gRPC hot path >= {TARGET_RPS:,} req/s without errors: {service.rps:,.0f} req/s, "
+             f"{service.errors} errors"),
+            (service.p99_ms < TARGET_P99_MS,
+             f"gRPC hot path p99 < {TARGET_P99_MS:g} ms: {service.p99_ms:.2f} ms"),
+            (reduction >= TARGET_P50_REDUCTION,
+             f"gRPC p50 >= {TARGET_P50_REDUCTION:g}% below ClickHouse's: {reduction:.1f}% "
+             f"({service.p50_ms:.2f} vs {clickhouse.p50_ms:.2f} ms)")):
+        print(f"{'PASS' if ok else 'FAIL'}  {text}")
+    print(f"\ncontext, the floor (a no-op grpc.aio server, same processes, same ghz settings): "
+          f"{floor.rps:,.0f} req/s, p99 {floor.p99_ms:.2f} ms; the service reaches "
+          f"{100 * service.rps / floor.rps:.0f}% of its req/s at "
+          f"{service.server_cpu_us / floor.server_cpu_us:.2f}x its server CPU per call")
+    for r in (service, floor):
+        print(f"  {r.name}: {r.server_cpu_us:.0f} us server + {r.client_cpu_us:.0f} us ghz CPU "
+              f"per call, so {cores} cores would give at most "
+              f"{cores * 1e6 / (r.server_cpu_us + r.client_cpu_us):,.0f} req/s with ghz on them, "
+              f"{cores * 1e6 / r.server_cpu_us:,.0f} without")
     print(f"(server processes: {args.processes}, ghz: {args.concurrency} workers over "
-          f"{args.connections} connections on {args.ghz_cpus} core(s), {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f})")
-    return 0
+          f"{args.connections} connections on {args.ghz_cpus} core(s), {args.requests:,} calls "
+          f"with binary request data; {cores} cores; load average (1 min) before the service / "
+          f"floor / ClickHouse runs: {' / '.join(f'{x:.1f}' for x in loads)})")
 
 
 if __name__ == "__main__":

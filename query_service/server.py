@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from query_service.interceptors import instrument
+from query_service.interceptors import cache_shortcut, instrument
 from query_service.service import AnalyticsService, Backends
 from tweetflow.auth import ApiKeys, describe_keys, load_api_keys
 from tweetflow.settings import Settings, get_settings
@@ -36,18 +36,13 @@ DEFAULT_HOST = "127.0.0.1"
 GRACE_SECONDS = 5.0
 
 
-def _serialize(response: object) -> bytes:
-    """Responses are already serialized (see service.py); messages are accepted too."""
-    return response if isinstance(response, bytes) else response.SerializeToString()  # type: ignore[attr-defined]
-
-
 def register(server: grpc.aio.Server, servicer: AnalyticsService,
              api_keys: Iterable[str] | None) -> None:
     """Add the servicer's methods to the server, each wrapped once with metrics and (unless
-    `api_keys` is None) the API key check.
+    `api_keys` is None) the API key check, behind the in-process cache shortcut.
 
     Why not the generated `add_AnalyticsServiceServicer_to_server`: the servicer takes and returns
-    wire bytes (no request deserializer, a pass-through serializer) so cache hits skip protobuf.
+    wire bytes (no request deserializer, no response serializer) so cache hits skip protobuf.
     """
     keys = ApiKeys(api_keys) if api_keys is not None else None
     handlers = {}
@@ -55,8 +50,8 @@ def register(server: grpc.aio.Server, servicer: AnalyticsService,
         behavior = getattr(servicer, method.name)
         if keys is not None:
             behavior = keys.guard(behavior)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            instrument(method.name, behavior), response_serializer=_serialize)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(cache_shortcut(
+            method.name, instrument(method.name, behavior), servicer.cached, keys))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE.full_name,
                                                                          handlers),))
 

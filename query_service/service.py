@@ -1,7 +1,8 @@
 """The AnalyticsService servicer: cache, validate, plan, read each part, merge, answer.
 
 A request is first looked up in the result cache by its wire bytes (valid requests only ever get
-there, so a hit needs no parsing or validation). On a miss, identical concurrent requests are
+there, so a hit needs no parsing or validation; the cache's in-process front is consulted before
+the servicer is even entered, see interceptors.cache_shortcut). On a miss, identical concurrent requests are
 collapsed into one computation, which validates the request, plans it (query_service.planner),
 reads the hot parts from Redis and the rest from ClickHouse concurrently, merges the numbers and
 caches the answer with a TTL tied to the range's freshness.
@@ -91,6 +92,9 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
         self.clock = clock
         self.flights = SingleFlight()
         self.horizon = backends.settings.hot_horizon_hours * 3600
+        # The fresh in-process answer to (method, request bytes), or None; no I/O, so the server
+        # answers such hits before entering the servicer (interceptors.cache_shortcut).
+        self.cached: Callable[[str, bytes], bytes | None] = backends.cache.local
         self._methods: dict[str, tuple[type[Message], Compute]] = {
             "TrendingHashtags": (pb.TrendingHashtagsRequest, self._trending),
             "TimeSeries": (pb.TimeSeriesRequest, self._time_series),
@@ -133,9 +137,7 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
 
     async def _answer(self, method: str, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         info = current_request()
-        cached = self.b.cache.local(method, raw)
-        if cached is None:
-            cached = await self.b.cache.get(method, raw)
+        cached = await self.b.cache.get(method, raw)  # in-process hits rarely get this far
         if cached is not None:
             info.path = "cache"
             return cached

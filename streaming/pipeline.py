@@ -5,7 +5,7 @@ Steps, in order (a step that fails is retried; nothing later runs until it succe
 2. parse each message; what cannot be parsed becomes a dead letter with its reason;
 3. write the raw events to ClickHouse;
 4. produce the dead letters and wait for their acks;
-5. apply the hot aggregates to Redis, moving each partition's watermark in the same atomic step.
+5. apply the hot aggregates to Redis, moving the partitions' watermarks in the same atomic step.
 Only then may the caller commit the offsets. A crash anywhere before step 5 leaves the watermark
 where it was, so the same messages are processed again: ClickHouse collapses the repeated rows and
 Redis applies them for the first time.
@@ -88,13 +88,11 @@ class BatchProcessor:
             self._retry("clickhouse", lambda: self.clickhouse.write(located))
         if letters:
             self._retry("dlq", lambda: self.dead_letters.write(letters))
-        for batch in _by_partition(fresh, located):
-            applied = self._retry("redis", lambda b=batch: self.hot.apply(
-                b, watermarks.get(b.partition, -1)))
-            result.counted += applied.counted
-            result.updated += applied.updated
-            result.duplicates += applied.duplicates
-            result.deletes += applied.deletes
+        if fresh:
+            batches = _by_partition(fresh, located)
+            applied = self._retry("redis", lambda: self.hot.apply_all(batches, watermarks))
+            result.counted, result.updated = applied.counted, applied.updated
+            result.duplicates, result.deletes = applied.duplicates, applied.deletes
         for r in records:
             result.next_offsets[r.partition] = max(result.next_offsets.get(r.partition, 0),
                                                    r.offset + 1)

@@ -2,22 +2,27 @@
 
 Why this shape (docs/effectively-once.md has the full argument):
 - Counters are not idempotent, so each partition keeps an offset *watermark* in Redis, and a batch's
-  counter updates and its new watermark are applied by one Lua script, atomically, only if the
-  watermark is still the one the batch was planned against (compare-and-set). A replay, a retry or a
-  second consumer of the same partition (a zombie after a rebalance) therefore applies nothing twice.
-- A Tweet published twice arrives at two offsets of the same partition (the key is the Tweet id), so
-  the watermark alone cannot catch it: `seen` hashes map each counted Tweet id to the contribution
-  it made. A second copy finds its id there and counts nothing; a delete finds the contribution and
-  subtracts exactly it. The script re-checks every id it relies on, so the plan made in Python
-  cannot race with another writer.
+  counter updates and its new watermarks are applied by one Lua script, atomically, only if every
+  watermark is still the one the batch was planned against (compare-and-set). A replay, a retry or
+  a second consumer of a partition (a zombie after a rebalance) therefore applies nothing twice.
+- A Tweet published twice arrives at two offsets (the key is the Tweet id), so the watermark alone
+  cannot catch it: `seen` hashes map each counted Tweet id to the contribution it made. A second
+  copy finds its id there and counts nothing; a delete finds the contribution and subtracts exactly
+  it. The script re-checks every id it relies on, so the plan made in Python cannot race with
+  another writer.
+- Cost: the plan is aggregated in Python (one entry per distinct key and member, not per Tweet) and
+  travels as one JSON argument that the script decodes with Redis' built-in cjson: packing tens of
+  thousands of separate arguments cost more CPU than everything else the sink does.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import orjson
 
 from streaming.normalize import author_member, distinct_lowered
 from tweetflow.clients import redis_client
@@ -38,34 +43,46 @@ DELETED = "D"
 TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes
 _FIELD, _ITEM = "\x1f", "\x1e"
 
+# ARGV[1] is the JSON plan (see _Plan.encode); every list is flat: [key, field, value, key, ...].
+# Returns {1} when applied, {0, {partition, current, ...}} when a watermark moved, {0, {}} when a
+# `seen` entry the plan relied on changed: the caller replans either way.
 _APPLY = """
-local wm_key, partition, expected, new_wm = KEYS[1], ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local cur = tonumber(redis.call('HGET', wm_key, partition) or '-1')
-if cur ~= expected then return {0, cur} end
-local i = 4
-local n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local got = redis.call('HGET', ARGV[i], ARGV[i + 1])
-  local want = ARGV[i + 2]
-  if (want == '' and got) or (want ~= '' and got ~= want) then return {0, cur} end
-  i = i + 3
+local wm_key = KEYS[1]
+local CHUNK = 500  -- arguments per variadic command: Lua's unpack has a stack limit
+local plan = cjson.decode(ARGV[1])
+local wm, call = plan.wm, redis.call
+local moved = {}
+for i = 1, #wm, 3 do
+  local cur = tonumber(call('HGET', wm_key, wm[i]) or '-1')
+  if cur ~= wm[i + 1] then moved[#moved + 1] = wm[i]; moved[#moved + 1] = cur end
 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('HSET', ARGV[i], ARGV[i + 1], ARGV[i + 2]); i = i + 3 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('INCRBY', ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do
-  local score = tonumber(redis.call('ZINCRBY', ARGV[i], ARGV[i + 2], ARGV[i + 1]))
-  if score <= 0 then redis.call('ZREM', ARGV[i], ARGV[i + 1]) end
-  i = i + 3
+if #moved > 0 then return {0, moved} end
+for key, ids in pairs(plan.check) do
+  local fields = {}
+  for i = 1, #ids, 2 do fields[#fields + 1] = ids[i] end
+  for i = 1, #fields, CHUNK do
+    local got = call('HMGET', key, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for j = 1, #got do
+      local want = ids[2 * (i + j - 1)]
+      if (want == '' and got[j]) or (want ~= '' and got[j] ~= want) then return {0, {}} end
+    end
+  end
 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('PFADD', ARGV[i], ARGV[i + 1]); i = i + 2 end
-n = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n do redis.call('EXPIREAT', ARGV[i], ARGV[i + 1]); i = i + 2 end
-redis.call('HSET', wm_key, partition, new_wm)
-return {1, tonumber(new_wm)}
+local function variadic(cmd, key, args)
+  for i = 1, #args, CHUNK do call(cmd, key, unpack(args, i, math.min(i + CHUNK - 1, #args))) end
+end
+for key, pairs_ in pairs(plan.seen) do variadic('HSET', key, pairs_) end
+local incr, zincr, expire = plan.incr, plan.zincr, plan.expire
+for i = 1, #incr, 2 do call('INCRBY', incr[i], incr[i + 1]) end
+for i = 1, #zincr, 3 do
+  local key, delta, member = zincr[i], zincr[i + 1], zincr[i + 2]
+  local score = call('ZINCRBY', key, delta, member)
+  if delta < 0 and tonumber(score) <= 0 then call('ZREM', key, member) end
+end
+for key, members in pairs(plan.pfadd) do variadic('PFADD', key, members) end
+for i = 1, #expire, 2 do call('EXPIREAT', expire[i], expire[i + 1]) end
+for i = 1, #wm, 3 do call('HSET', wm_key, wm[i], wm[i + 2]) end
+return {1}
 """
 
 
@@ -91,34 +108,22 @@ class ApplyResult:
 
 @dataclass
 class _Plan:
-    checks: list[tuple[str, str, str]] = field(default_factory=list)
-    hsets: list[tuple[str, str, str]] = field(default_factory=list)
-    incr: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    zincr: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    pfadd: set[tuple[str, str]] = field(default_factory=set)
-    expire: dict[str, int] = field(default_factory=dict)
+    """A batch's effect, aggregated: per minute and member, summed over the batch's Tweets."""
+
+    seen_hours: dict[str, int] = field(default_factory=dict)  # seen key -> its hour
+    checks: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    seen: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    tweets: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minute -> delta
+    members: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    authors: set[tuple[int, str]] = field(default_factory=set)  # (minute, author id)
     result: ApplyResult = field(default_factory=ApplyResult)
 
-    def args(self) -> list:
-        out: list = [len(self.checks)]
-        for triple in self.checks:
-            out.extend(triple)
-        out.append(len(self.hsets))
-        for triple in self.hsets:
-            out.extend(triple)
-        out.append(len(self.incr))
-        for key, delta in self.incr.items():
-            out.extend((key, delta))
-        out.append(len(self.zincr))
-        for (key, member), delta in self.zincr.items():
-            out.extend((key, member, delta))
-        out.append(len(self.pfadd))
-        for pair in self.pfadd:
-            out.extend(pair)
-        out.append(len(self.expire))
-        for key, at in self.expire.items():
-            out.extend((key, at))
-        return out
+    def count(self, minute: int, members: Iterable[str], sign: int, author_id: int) -> None:
+        self.tweets[minute] += sign
+        for member in members:
+            self.members[(minute, member)] += sign
+        if sign > 0 and author_id:
+            self.authors.add((minute, str(author_id)))
 
 
 class HotAggregatesSink:
@@ -156,66 +161,116 @@ class HotAggregatesSink:
         return stored is not None
 
     def apply(self, batch: PartitionBatch, expected: int) -> ApplyResult:
-        """Apply one partition's batch on top of watermark `expected`; replans on a conflict."""
+        """Apply one partition's batch on top of watermark `expected` (see apply_all)."""
+        return self.apply_all([batch], {batch.partition: expected})
+
+    def apply_all(self, batches: list[PartitionBatch], expected: dict[int, int]) -> ApplyResult:
+        """Apply the batches of several partitions in one atomic step, each on top of its
+        watermark in `expected` (-1 when absent); replans when another writer got there first."""
+        expected = {b.partition: expected.get(b.partition, -1) for b in batches}
         retries = 0
         while True:
-            events = [(o, e) for o, e in batch.events if o > expected]
-            if batch.last_offset <= expected:
+            pending = [b for b in batches if b.last_offset > expected[b.partition]]
+            if not pending:
                 return ApplyResult(already_applied=True, retries=retries)
-            plan = self._plan(events)
-            ok, current = self._apply(keys=[self.wm_key],
-                                      args=[batch.partition, expected, batch.last_offset,
-                                            *plan.args()])
+            plan = self._plan([pair for b in pending for pair in b.events
+                               if pair[0] > expected[b.partition]])
+            marks = [v for b in pending for v in (str(b.partition), expected[b.partition],
+                                                   b.last_offset)]
+            ok, *moved = self._apply(keys=[self.wm_key], args=[self._encode(plan, marks)])
             if ok:
                 plan.result.retries = retries
                 return plan.result
-            expected, retries = int(current), retries + 1
+            moved = moved[0] if moved else []
+            for i in range(0, len(moved), 2):
+                expected[int(moved[i])] = int(moved[i + 1])
+            retries += 1
 
     def _plan(self, events: list[tuple[int, Event]]) -> _Plan:
         plan = _Plan()
-        now = self.clock()
-        oldest = now - self.horizon
-        ids = [e.tweet_id for _, e in events if _seen_hour(e.tweet_id) + 3600 > oldest]
-        remote = self._lookup(ids)
+        oldest = self.clock() - self.horizon
+        remote = self._lookup([e.tweet_id for _, e in events if _seen_hour(e.tweet_id) + 3600 > oldest])
         local: dict[int, str] = {}
+        keys = {hour: key for key, hour in plan.seen_hours.items()}
         for _, event in events:
-            tweet_id = event.tweet_id
+            tweet_id, tweet = event.tweet_id, event.tweet
             hour = _seen_hour(tweet_id)
-            if hour + 3600 <= oldest or (event.tweet is not None
-                                         and event.tweet.created_at.timestamp() < oldest):
+            if hour + 3600 <= oldest or (tweet is not None and tweet.created_at.timestamp() < oldest):
                 plan.result.cold += 1
                 continue
-            key = seen_key(self.prefix, hour)
-            plan.expire[key] = max(hour, bucket_start(now, "h")) + 3600 + self.horizon
+            key = keys.get(hour)
+            if key is None:
+                key = keys[hour] = seen_key(self.prefix, hour)
+                plan.seen_hours[key] = hour
             if tweet_id in local:
                 state = local[tweet_id]
             else:
                 state = remote.get(tweet_id)
-                plan.checks.append((key, str(tweet_id), state or ""))
-            if event.kind == "tweet" and event.tweet is not None:
-                contribution = _contribution(event.tweet)
+                plan.checks[key].extend((str(tweet_id), state or ""))
+            if event.kind == "tweet" and tweet is not None:
+                minute, members = _members(tweet)
+                contribution = _FIELD.join((str(minute), *members))
                 if state in (DELETED, contribution):
                     plan.result.duplicates += 1
                     continue
                 if state is not None:
                     # A newer version of a counted Tweet (other entities, say): the latest
                     # version wins, as in ClickHouse, so replace what the old one contributed.
-                    self._count(plan, state, -1, 0)
+                    plan.count(*_decode(state), -1, 0)
                     plan.result.updated += 1
                 else:
                     plan.result.counted += 1
-                self._count(plan, contribution, +1, event.tweet.author_id)
+                plan.count(minute, members, +1, tweet.author_id)
                 local[tweet_id] = contribution
             else:
                 if state == DELETED:
                     plan.result.duplicates += 1
                     continue
                 if state is not None:
-                    self._count(plan, state, -1, 0)
+                    plan.count(*_decode(state), -1, 0)
                     plan.result.deletes += 1
                 local[tweet_id] = DELETED
-            plan.hsets.append((key, str(tweet_id), local[tweet_id]))
+            plan.seen[key].extend((str(tweet_id), local[tweet_id]))
         return plan
+
+    def _encode(self, plan: _Plan, marks: list) -> bytes:
+        """The plan as the script's JSON argument, with per-minute and per-hour keys and expiries."""
+        now_hour = bucket_start(self.clock(), "h")
+        expire = {key: max(hour, now_hour) + 3600 + self.horizon
+                  for key, hour in plan.seen_hours.items()}
+        incr: list = []
+        for minute, delta in plan.tweets.items():
+            for grain, bucket in (("m", minute), ("h", minute - minute % 3600)):
+                key = tweets_key(self.prefix, grain, bucket)
+                incr.extend((key, delta))
+                expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+        by_hour: dict[tuple[int, str], int] = defaultdict(int)
+        zincr: list = []
+        for (minute, member), delta in plan.members.items():
+            by_hour[(minute - minute % 3600, member)] += delta
+            self._zincr(zincr, expire, "m", minute, member, delta)
+        for (hour, member), delta in by_hour.items():
+            self._zincr(zincr, expire, "h", hour, member, delta)
+        pfadd: dict[str, list[str]] = defaultdict(list)
+        for minute, author in plan.authors:
+            for grain, bucket in (("m", minute), ("h", minute - minute % 3600)):
+                key = authors_key(self.prefix, grain, bucket)
+                pfadd[key].append(author)
+                expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+        for key, members in pfadd.items():
+            pfadd[key] = list(dict.fromkeys(members))
+        return orjson.dumps({
+            "wm": marks, "check": plan.checks, "seen": plan.seen, "incr": incr, "zincr": zincr,
+            "pfadd": pfadd, "expire": [v for pair in expire.items() for v in pair]})
+
+    def _zincr(self, out: list, expire: dict[str, int], grain: str, bucket: int, member: str,
+               delta: int) -> None:
+        if not delta:  # added and removed within the batch: no change
+            return
+        dim, value = member.split(_ITEM, 1)
+        key = dimension_key(self.prefix, dim, grain, bucket)
+        out.extend((key, delta, value))
+        expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
 
     def _lookup(self, ids: list[int]) -> dict[int, str]:
         """Current `seen` state of these ids, one HMGET per hour key, pipelined."""
@@ -232,41 +287,25 @@ class HotAggregatesSink:
             found.update((i, v) for i, v in zip(key_ids, values, strict=True) if v is not None)
         return found
 
-    def _count(self, plan: _Plan, contribution: str, sign: int, author_id: int) -> None:
-        minute, members = _decode(contribution)
-        for grain in ("m", "h"):
-            bucket = bucket_start(minute, grain)
-            expire_at = bucket + GRAIN_SECONDS[grain] + self.horizon
-            n_key = tweets_key(self.prefix, grain, bucket)
-            plan.incr[n_key] += sign
-            plan.expire[n_key] = expire_at
-            for dim, member in members:
-                z_key = dimension_key(self.prefix, dim, grain, bucket)
-                plan.zincr[(z_key, member)] += sign
-                plan.expire[z_key] = expire_at
-            if sign > 0 and author_id:
-                u_key = authors_key(self.prefix, grain, bucket)
-                plan.pfadd.add((u_key, str(author_id)))
-                plan.expire[u_key] = expire_at
-
 
 def _seen_hour(tweet_id: int) -> int:
     return bucket_start(snowflake_ms(tweet_id) / 1000, "h")
 
 
-def _contribution(tweet: Tweet) -> str:
-    """What one Tweet adds to the counters, encoded so a delete can subtract exactly that."""
-    members: list[str] = [f"lang{_ITEM}{tweet.lang}", f"kind{_ITEM}{tweet.kind}"]
+def _members(tweet: Tweet) -> tuple[int, list[str]]:
+    """The minute and the `dim<ITEM>value` members one Tweet adds to; encoded with _FIELD this
+    is the contribution a delete later subtracts exactly."""
+    members = [f"lang{_ITEM}{tweet.lang}", f"kind{_ITEM}{tweet.kind}"]
     author = author_member(tweet)
     if author:
         members.append(f"author{_ITEM}{author}")
     for dim, values in (("hashtag", tweet.hashtags), ("mention", tweet.mentions),
                         ("cashtag", tweet.cashtags), ("domain", tweet.domains)):
-        members.extend(f"{dim}{_ITEM}{v}" for v in distinct_lowered(values))
-    minute = bucket_start(tweet.created_at.timestamp(), "m")
-    return _FIELD.join([str(minute), *members])
+        if values:
+            members.extend(f"{dim}{_ITEM}{v}" for v in distinct_lowered(values))
+    return bucket_start(tweet.created_at.timestamp(), "m"), members
 
 
-def _decode(contribution: str) -> tuple[int, list[tuple[str, str]]]:
+def _decode(contribution: str) -> tuple[int, list[str]]:
     minute, *members = contribution.split(_FIELD)
-    return int(minute), [tuple(m.split(_ITEM, 1)) for m in members]  # type: ignore[misc]
+    return int(minute), members

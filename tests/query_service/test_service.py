@@ -189,6 +189,24 @@ def test_calls_without_a_known_api_key_are_unauthenticated(test_settings: Settin
         assert stub.TopDomains(request, metadata=(("x-api-key", API_KEY),)).source
 
 
+def test_a_cached_answer_still_needs_a_key_and_hits_are_counted(test_settings: Settings) -> None:
+    from prometheus_client import REGISTRY
+
+    request = pb.TopDomainsRequest(start=ts(int(time.time()) // 60 * 60 - 3600))  # Redis only
+    labels = {"method": "TopDomains", "path": "cache", "code": "OK"}
+    before = REGISTRY.get_sample_value("tweetflow_query_requests_total", labels) or 0
+    with serving(test_settings) as srv, srv.channel() as channel:
+        stub = srv.stub(channel)
+        first = stub.TopDomains(request, metadata=METADATA)
+        for metadata in (None, (("x-api-key", "wrong"),)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.TopDomains(request, metadata=metadata)
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        again = stub.TopDomains(request, metadata=METADATA)
+    assert first.source != pb.ANSWER_SOURCE_CACHE and again.source == pb.ANSWER_SOURCE_CACHE
+    assert REGISTRY.get_sample_value("tweetflow_query_requests_total", labels) == before + 1
+
+
 RECENT = int(time.time()) // 60 * 60 - 3600
 INVALID = [
     ("TimeSeries", pb.TimeSeriesRequest(entity="x", start=ts(RECENT)), "entity_type"),

@@ -1,5 +1,5 @@
 """Pure parts of the query service: cache TTLs, single-flight, validation, SQL building, auth keys,
-and the CLI's parsing. No stack needed."""
+request metrics and the CLI's parsing. No stack needed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from query_service import cli, marts, validation
 from query_service.cache import CURRENT_MINUTE_TTL, MAX_TTL, MIN_CLOSED_TTL, SingleFlight, ttl_for
+from query_service.interceptors import RequestMetrics, observe
 from query_service.planner import DAY, HOUR, MINUTE, Part, Source
 from tweetflow.auth import load_api_keys, stored_or_new_key
 from tweetflow.settings import Settings
@@ -128,6 +129,30 @@ def test_api_keys_come_from_the_environment_or_a_generated_file(tmp_path: Path) 
     assert load_api_keys(settings, {}) == generated  # kept, not regenerated
     assert (tmp_path / "api_key").stat().st_mode & 0o777 == 0o600
     assert stored_or_new_key(tmp_path / "api_key") == next(iter(generated))
+
+
+def test_request_metrics_render_as_prometheus_counters_and_histograms() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    metrics = RequestMetrics()
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    metrics.counter("TopMentions", "hot", "OK")[0] += 2
+    cells = metrics.histogram("TopMentions", "hot")
+    for seconds in (0.0002, 0.0003, 99.0):  # a bound itself counts in its own bucket (`le`)
+        observe(cells, seconds)
+    assert metrics.counter("TopMentions", "hot", "OK")[0] == 2  # the same series, not a new one
+    text = generate_latest(registry).decode()
+    labels = 'method="TopMentions",path="hot"'
+    for line in ('tweetflow_query_requests_total{code="OK",method="TopMentions",path="hot"} 2.0',
+                 f'tweetflow_query_latency_seconds_bucket{{le="0.0002",{labels}}} 1.0',
+                 f'tweetflow_query_latency_seconds_bucket{{le="0.0005",{labels}}} 2.0',
+                 f'tweetflow_query_latency_seconds_bucket{{le="30.0",{labels}}} 2.0',
+                 f'tweetflow_query_latency_seconds_bucket{{le="+Inf",{labels}}} 3.0',
+                 f'tweetflow_query_latency_seconds_count{{{labels}}} 3.0',
+                 f'tweetflow_query_latency_seconds_sum{{{labels}}} 99.0005'):
+        assert line in text.splitlines(), line
+    assert "tweetflow_query_latency_seconds_created{" in text
 
 
 def test_cli_parses_questions_into_requests() -> None:

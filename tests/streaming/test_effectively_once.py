@@ -301,6 +301,25 @@ def test_zombie_applying_the_same_batch_counts_once(test_settings: Settings) -> 
     assert live.watermarks() == {0: records[-1].offset}
 
 
+def test_one_moved_watermark_among_several_partitions_replans_only_that_partition(
+        test_settings: Settings) -> None:
+    """A batch spans partitions; another writer already applied one of them. The one atomic step
+    must refuse, and the re-plan must count the other partitions once and that one not again."""
+    s = test_settings
+    first = _records(with_duplicates(synthetic(704, 300), 0.1, seed=15), partition=0)
+    second = _records(synthetic(705, 300), partition=1)
+    third = _records(synthetic(706, 300), partition=2)
+    live, zombie = HotAggregatesSink(s), HotAggregatesSink(s)
+    assert live.apply(_batch(second), -1).counted == expect(second).counted
+
+    result = zombie.apply_all([_batch(first), _batch(second), _batch(third)], {})
+
+    assert result.retries == 1 and not result.already_applied
+    assert result.counted == expect(second + first + third).counted - expect(second).counted
+    assert_hot_matches(s, expect(first + second + third))
+    assert zombie.watermarks() == {0: first[-1].offset, 1: second[-1].offset, 2: third[-1].offset}
+
+
 def test_a_writer_racing_between_plan_and_apply_is_caught(test_settings: Settings) -> None:
     """The competing write lands after the zombie planned (read the watermark and the `seen`
     state) and before its script runs: the compare-and-set must send the zombie back to planning."""
