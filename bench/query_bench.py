@@ -7,21 +7,23 @@ The question is "trending hashtags over the last hour" (with each one's 24-hour 
 script needs the stack up; when Redis and ClickHouse hold no Tweets from the last hour it seeds
 a small synthetic day (the real sinks, a watermark of its own so consumers are not disturbed). It
 installs ghz into <data dir>/bin with `go install` if missing, starts `query_service.server` on a
-free port and runs ghz against it; then, with the same ghz settings, runs ghz against a no-op
-grpc.aio server with the same process layout answering the same response bytes
-(bench/grpc_floor.py); then runs the equivalent SQL against ClickHouse for `--duration` s.
+free port and, with the same ghz settings, a no-op grpc.aio server with the same process layout
+answering the same response bytes (bench/grpc_floor.py), and runs ghz against each in alternating
+rounds; then it runs the equivalent SQL against ClickHouse for `--duration` s.
 It prints req/s, p50, p99, errors, server and ghz CPU per call (from /proc and wait4), how much
 lower the gRPC p50 is, and PASS/FAIL against the targets (TARGET_RPS, TARGET_P99_MS,
 TARGET_P50_REDUCTION). The floor is context, not a target: ghz shares the cores with the server,
 so the floor's req/s bounds what any grpcio service can reach here.
-Not a test: numbers depend on the machine (and whatever else shares its cores); CPU per call is
-the figure that survives other load.
+Not a test: numbers depend on the machine (and whatever else shares its cores); CPU per call and
+the service/floor ratios, measured in alternating rounds, are the figures other load disturbs
+least.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -239,26 +241,64 @@ def run_ghz(ghz: str, port: int, total: int, concurrency: int, connections: int,
                                  else float("nan"))), report
 
 
-def run_floor(ghz: str, response: bytes, args: argparse.Namespace) -> Result:
-    """ghz, with the same settings, against bench.grpc_floor answering `response`."""
+def run_grpc(settings: Settings, ghz: str, args: argparse.Namespace
+             ) -> tuple[Result, Result, list[float]]:
+    """ghz against the service and, with the same settings, against bench.grpc_floor answering
+    the service's own response bytes: `args.rounds` alternating rounds of `args.requests /
+    args.rounds` calls each, both servers up throughout (an idle one costs nothing), so load
+    from elsewhere on the machine falls on both alike. Also returns the load average per round."""
     from bench import grpc_floor
 
-    port = free_port()
-    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
-        f.write(response)
-        f.flush()
-        server = grpc_floor.start(port, args.processes, Path(f.name))
+    calls = args.requests // args.rounds
+    runs: dict[str, list[tuple[Result, dict]]] = {"service": [], "floor": []}
+    loads = []
+    port, floor_port = free_port(), free_port()
+    server = start_server(settings, port, args.processes)
+    with tempfile.NamedTemporaryFile(suffix=".bin") as response:
         try:
-            if not wait_answering(port, 30):
-                raise SystemExit("the no-op gRPC server did not start")
-            time.sleep(1.0 if args.processes > 1 else 0.2)  # as start_server does
-            result, _ = run_ghz(ghz, port, args.requests, args.concurrency, args.connections,
-                                args.ghz_cpus, server.pid)
+            response.write(call_raw(port, trending_request()))
+            response.flush()
+            floor = grpc_floor.start(floor_port, args.processes, Path(response.name))
+            try:
+                if not wait_answering(floor_port, 30):
+                    raise SystemExit("the no-op gRPC server did not start")
+                time.sleep(1.0 if args.processes > 1 else 0.2)  # as start_server does
+                for _ in range(args.rounds):
+                    loads.append(os.getloadavg()[0])
+                    for name, target, proc in (("service", port, server),
+                                               ("floor", floor_port, floor)):
+                        runs[name].append(run_ghz(ghz, target, calls, args.concurrency,
+                                                  args.connections, args.ghz_cpus, proc.pid))
+            finally:
+                _stop(floor)
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            server.wait(30)
-    result.name = "no-op grpc.aio server (floor)"
-    return result
+            _stop(server)
+    return (combine("gRPC hot path (ghz)", runs["service"]),
+            combine("no-op grpc.aio server (floor)", runs["floor"]), loads)
+
+
+def combine(name: str, runs: list[tuple[Result, dict]]) -> Result:
+    """One Result over several ghz runs: calls, errors and seconds summed, CPU per call averaged
+    by calls, p50 and p99 over every counted call's latency (the reports' details)."""
+    latencies = sorted(d["latency"] / 1e6 for _, report in runs
+                       for d in report.get("details") or ())
+    calls = sum(r.requests for r, _ in runs)
+
+    def mean(per_call: list[float]) -> float:
+        return sum(v * r.requests for v, (r, _) in zip(per_call, runs, strict=True)) / calls
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else (
+            float("nan"))
+
+    return Result(name, calls, sum(r.errors for r, _ in runs), sum(r.seconds for r, _ in runs),
+                  pct(0.50), pct(0.99), mean([r.client_cpu_us for r, _ in runs]),
+                  mean([r.server_cpu_us for r, _ in runs]))
+
+
+def _stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(30)
 
 
 def wait_answering(port: int, timeout: float) -> bool:
@@ -348,6 +388,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8, help="ghz connections")
     parser.add_argument("--processes", type=int, default=2, help="query server processes")
     parser.add_argument("--ghz-cpus", type=int, default=1, help="cores ghz may use")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating service / floor ghz runs the calls are split into")
     parser.add_argument("--clickhouse-clients", type=int, default=4)
     parser.add_argument("--seed-tweets", type=int, default=30_000)
     parser.add_argument("--namespace", default="",
@@ -369,28 +411,10 @@ def main() -> int:
         print("warning: only one of Redis and ClickHouse holds Tweets from the last hour; "
               "the two sides answer from different data")
     ghz = ghz_path(settings)
-    loads = [os.getloadavg()[0]]
-    service, response = run_service(settings, ghz, args)
-    loads.append(os.getloadavg()[0])
-    floor = run_floor(ghz, response, args)
-    loads.append(os.getloadavg()[0])
+    service, floor, loads = run_grpc(settings, ghz, args)
     clickhouse = run_clickhouse(settings, args.duration, args.clickhouse_clients)
     print_report(service, floor, clickhouse, args, loads)
     return 0
-
-
-def run_service(settings: Settings, ghz: str, args: argparse.Namespace) -> tuple[Result, bytes]:
-    """ghz against query_service.server; also returns one of its responses (for the floor)."""
-    port = free_port()
-    server = start_server(settings, port, args.processes)
-    try:
-        result, _ = run_ghz(ghz, port, args.requests, args.concurrency, args.connections,
-                            args.ghz_cpus, server.pid)
-        response = call_raw(port, trending_request())
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
-    return result, response
 
 
 def print_report(service: Result, floor: Result, clickhouse: Result, args: argparse.Namespace,
@@ -399,8 +423,8 @@ def print_report(service: Result, floor: Result, clickhouse: Result, args: argpa
     print(f"\n{'path':<34} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>7} {'server CPU/call':>16} {'ghz CPU/call':>13}")
     for r in (service, floor, clickhouse):
-        cpu = (f"{r.server_cpu_us:>13.0f} us {r.client_cpu_us:>10.0f} us"
-               if r.server_cpu_us == r.server_cpu_us else "")  # NaN: not measured
+        cpu = ("" if math.isnan(r.server_cpu_us) else  # not measured (ClickHouse)
+               f"{r.server_cpu_us:>13.0f} us {r.client_cpu_us:>10.0f} us")
         print(f"{r.name:<34} {r.requests:>9} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
               f"{r.errors:>7} {cpu}")
     reduction = 100 * (1 - service.p50_ms / clickhouse.p50_ms)
@@ -425,9 +449,10 @@ def print_report(service: Result, floor: Result, clickhouse: Result, args: argpa
               f"{cores * 1e6 / (r.server_cpu_us + r.client_cpu_us):,.0f} req/s with ghz on them, "
               f"{cores * 1e6 / r.server_cpu_us:,.0f} without")
     print(f"(server processes: {args.processes}, ghz: {args.concurrency} workers over "
-          f"{args.connections} connections on {args.ghz_cpus} core(s), {args.requests:,} calls "
-          f"with binary request data; {cores} cores; load average (1 min) before the service / "
-          f"floor / ClickHouse runs: {' / '.join(f'{x:.1f}' for x in loads)})")
+          f"{args.connections} connections on {args.ghz_cpus} core(s), binary request data, "
+          f"{service.requests:,} counted calls to each server in {args.rounds} alternating "
+          f"rounds; {cores} cores; 1-min load average over the rounds "
+          f"{min(loads):.1f}-{max(loads):.1f})")
 
 
 if __name__ == "__main__":

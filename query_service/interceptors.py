@@ -170,7 +170,8 @@ def cache_shortcut(method: str, full: Behavior, cached: Callable[[str, bytes], b
 
     Why: with ghz sharing the two cores, the three nested layers measured ~23 us of handler time
     per cached call (cold CPU caches make each Python frame cost several times what a tight loop
-    suggests) against ~1 us for a handler returning fixed bytes.
+    suggests) against ~1 us for a handler returning fixed bytes; this one measured ~14 us, half
+    of it the API key check (`invocation_metadata()` and `ApiKeys.refusal`).
     """
     hits: list[float] | None = None
     latency: list[float] | None = None
