@@ -377,7 +377,7 @@ def wait_group(settings: Settings, members: int, timeout: float = 60.0) -> bool:
 class Consumers:
     """`tweetflow consume` processes of one namespace; each process runs `workers` workers."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, batch_size: int = 5000,
+    def __init__(self, settings: Settings, log_path: Path, *, batch_size: int = 10000,
                  batch_ms: int = 500) -> None:
         self.settings = settings
         self.log_path = log_path

@@ -1,6 +1,6 @@
 """Sustained end-to-end ingest rate on this machine, beside the raw bounds measured in the same run.
 
-    .venv/bin/python -m bench.streaming_bench [--messages 200000] [--workers 2] [--quick]
+    .venv/bin/python -m bench.streaming_bench [--messages 200000] [--workers N] [--quick]
 
 1. Publish M synthetic messages (event times over the last hour) to a fresh topic.
 2. Time `tweetflow consume --workers N` from earliest until every message is applied: the Redis
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from bench import harness
 from bench.report import ScenarioResult, pyplot, rate_between, save
 from bench.scenarios import Context
+from streaming.consume_cli import default_workers
 from tweetflow.settings import Settings
 
 NAME = "throughput"
@@ -151,7 +152,7 @@ def used_memory(settings: Settings) -> int:
 
 def run(ctx: Context) -> ScenarioResult:
     messages = int(ctx.options.get("messages") or (100_000 if ctx.quick else 300_000))
-    workers = int(ctx.options.get("workers") or 2)
+    workers = int(ctx.options.get("workers") or default_workers())
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, "tput") as ns:
         s = ns.settings
@@ -290,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=None,
                         help="messages to publish (default 300,000; --quick 100,000)")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="consumer processes (default: as `tweetflow consume`, cores + 1)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     from bench.runner import cli_setup, run_scenarios

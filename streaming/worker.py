@@ -3,6 +3,7 @@ commits offsets only after every sink has flushed. SIGTERM finishes the batch in
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import time
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerOptions:
-    batch_size: int = 5000
+    batch_size: int = 10000
     batch_ms: int = 500
     idle_exit_s: float | None = None  # stop after this long without messages (scripts, tests)
     metrics_port: int = 0
@@ -43,6 +44,20 @@ def consumer_config(settings: Settings, **overrides: object) -> dict[str, object
     })
 
 
+def tune_gc() -> None:
+    """Run Python's cycle collector far less often than its defaults.
+
+    Why: a batch allocates a dozen small objects per message (records, events, Tweets, rows),
+    none of them in reference cycles, so reference counting frees them all; at the default
+    thresholds the collector still ran dozens of times per batch over every live event, which
+    measured 5-8 µs of CPU per message (a third of parsing). Freezing what start-up allocated
+    (modules, clients) keeps the rare full collections short.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 class Worker:
     def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
         self.settings = settings
@@ -57,6 +72,7 @@ class Worker:
 
     def run(self) -> BatchResult:
         """Consume until stopped (SIGTERM/SIGINT) or idle for `idle_exit_s`; returns the totals."""
+        tune_gc()
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         metrics.serve_metrics(self.options.metrics_port)

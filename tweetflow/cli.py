@@ -44,9 +44,9 @@ def _produce(p: argparse.ArgumentParser) -> None:
 
 @command("consume", "run the consumer group: Kafka -> ClickHouse + Redis", "streaming.consume_cli:run")
 def _consume(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: cores + 1)")
     p.add_argument("--metrics-port", type=int, default=9400, help="first worker's port; +1 each")
-    p.add_argument("--batch-size", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=10000)
     p.add_argument("--batch-ms", type=int, default=500)
     p.add_argument("--until-idle", type=float, default=None,
                    help="exit after this many seconds without new messages (for scripts)")
