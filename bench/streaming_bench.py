@@ -11,7 +11,8 @@
    format), (c) parse-only throughput of one process.
 4. The memory the dedup state (`seen` hashes) costs per million Tweet ids.
 
-Targets: >= 29 MB/s (2.5 TB/day), aim 87 MB/s, and >= half the raw bound (the slowest of a-c).
+Targets: >= 29 MB/s (2.5 TB/day) and >= half the raw bound (the slowest of a-c); the aim of 87 MB/s
+is reported beside them.
 """
 
 from __future__ import annotations
@@ -213,8 +214,9 @@ def run(ctx: Context) -> ScenarioResult:
         result.add("sustained (10%→90% of the run)", sustained, "Tweets/s")
         result.add("sustained (10%→90% of the run)", sustained_mb, "MB/s",
                    f">= {SPEC_MB_S:.1f} MB/s; aim {AIM_MB_S:.0f}", sustained_mb >= SPEC_MB_S)
-        result.add("sustained vs aim", sustained_mb / AIM_MB_S * 100, "%", "aim 100%",
-                   sustained_mb >= AIM_MB_S)
+        # The aim is reported, not gated: the issue's target is the 2.5 TB/day rate above.
+        result.add(f"sustained vs the aim of {AIM_MB_S:.0f} MB/s (reported, not a target)",
+                   sustained_mb / AIM_MB_S * 100, "%")
         for b in bounds:
             result.add(b.name, b.rate, "msg/s")
             result.add(b.name, b.mb_s, "MB/s")
