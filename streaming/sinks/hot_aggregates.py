@@ -18,9 +18,10 @@ Why this shape (docs/effectively-once.md has the full argument):
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import orjson
 
@@ -43,7 +44,8 @@ DELETED = "D"
 TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes
 _FIELD, _ITEM = "\x1f", "\x1e"
 
-# ARGV[1] is the JSON plan (see _Plan.encode); every list is flat: [key, field, value, key, ...].
+# ARGV[1] is the JSON plan (see HotAggregatesSink._encode): flat lists ([key, value, key, ...])
+# or objects from a key to the flat list of its fields and values.
 # Returns {1} when applied, {0, {partition, current, ...}} when a watermark moved, {0, {}} when a
 # `seen` entry the plan relied on changed: the caller replans either way.
 _APPLY = """
@@ -74,10 +76,12 @@ end
 for key, pairs_ in pairs(plan.seen) do variadic('HSET', key, pairs_) end
 local incr, zincr, expire = plan.incr, plan.zincr, plan.expire
 for i = 1, #incr, 2 do call('INCRBY', incr[i], incr[i + 1]) end
-for i = 1, #zincr, 3 do
-  local key, delta, member = zincr[i], zincr[i + 1], zincr[i + 2]
-  local score = call('ZINCRBY', key, delta, member)
-  if delta < 0 and tonumber(score) <= 0 then call('ZREM', key, member) end
+for key, list in pairs(zincr) do
+  for i = 1, #list, 2 do
+    local member, delta = list[i], list[i + 1]
+    local score = call('ZINCRBY', key, delta, member)
+    if delta < 0 and tonumber(score) <= 0 then call('ZREM', key, member) end
+  end
 end
 for key, members in pairs(plan.pfadd) do variadic('PFADD', key, members) end
 for i = 1, #expire, 2 do call('EXPIREAT', expire[i], expire[i + 1]) end
@@ -114,16 +118,19 @@ class _Plan:
     checks: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     seen: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     tweets: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minute -> delta
-    members: dict[tuple[int, str], int] = field(default_factory=lambda: defaultdict(int))
+    members: Counter[tuple[int, str]] = field(default_factory=Counter)
     authors: set[tuple[int, str]] = field(default_factory=set)  # (minute, author id)
     result: ApplyResult = field(default_factory=ApplyResult)
 
     def count(self, minute: int, members: Iterable[str], sign: int, author_id: int) -> None:
         self.tweets[minute] += sign
-        for member in members:
-            self.members[(minute, member)] += sign
-        if sign > 0 and author_id:
-            self.authors.add((minute, str(author_id)))
+        pairs = zip(repeat(minute), members)
+        if sign > 0:
+            self.members.update(pairs)  # Counter counts in C: the hottest loop of the plan
+            if author_id:
+                self.authors.add((minute, str(author_id)))
+        else:
+            self.members.subtract(pairs)
 
 
 class HotAggregatesSink:
@@ -189,12 +196,13 @@ class HotAggregatesSink:
     def _plan(self, events: list[tuple[int, Event]]) -> _Plan:
         plan = _Plan()
         oldest = self.clock() - self.horizon
-        remote = self._lookup([e.tweet_id for _, e in events if _seen_hour(e.tweet_id) + 3600 > oldest])
+        hours = [_seen_hour(e.tweet_id) for _, e in events]
+        remote = self._lookup([e.tweet_id for (_, e), hour in zip(events, hours, strict=True)
+                               if hour + 3600 > oldest])
         local: dict[int, str] = {}
         keys = {hour: key for key, hour in plan.seen_hours.items()}
-        for _, event in events:
+        for (_, event), hour in zip(events, hours, strict=True):
             tweet_id, tweet = event.tweet_id, event.tweet
-            hour = _seen_hour(tweet_id)
             if hour + 3600 <= oldest or (tweet is not None and tweet.created_at.timestamp() < oldest):
                 plan.result.cold += 1
                 continue
@@ -244,13 +252,7 @@ class HotAggregatesSink:
                 key = tweets_key(self.prefix, grain, bucket)
                 incr.extend((key, delta))
                 expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
-        by_hour: dict[tuple[int, str], int] = defaultdict(int)
-        zincr: list = []
-        for (minute, member), delta in plan.members.items():
-            by_hour[(minute - minute % 3600, member)] += delta
-            self._zincr(zincr, expire, "m", minute, member, delta)
-        for (hour, member), delta in by_hour.items():
-            self._zincr(zincr, expire, "h", hour, member, delta)
+        zincr = self._zincr(plan, expire)
         pfadd: dict[str, list[str]] = defaultdict(list)
         for minute, author in plan.authors:
             for grain, bucket in (("m", minute), ("h", minute - minute % 3600)):
@@ -263,14 +265,25 @@ class HotAggregatesSink:
             "wm": marks, "check": plan.checks, "seen": plan.seen, "incr": incr, "zincr": zincr,
             "pfadd": pfadd, "expire": [v for pair in expire.items() for v in pair]})
 
-    def _zincr(self, out: list, expire: dict[str, int], grain: str, bucket: int, member: str,
-               delta: int) -> None:
-        if not delta:  # added and removed within the batch: no change
-            return
-        dim, value = member.split(_ITEM, 1)
-        key = dimension_key(self.prefix, dim, grain, bucket)
-        out.extend((key, delta, value))
-        expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+    def _zincr(self, plan: _Plan, expire: dict[str, int]) -> dict[str, list]:
+        """Sorted-set increments per key, [member, delta, ...]: each key travels once."""
+        groups: dict[tuple[str, str, int], list] = defaultdict(list)
+        hourly: Counter[tuple[int, str]] = Counter()
+        for (minute, member), delta in plan.members.items():
+            hourly[(minute - minute % 3600, member)] += delta
+            if delta:  # zero: added and removed within the batch, no change
+                dim, value = member.split(_ITEM, 1)
+                groups[(dim, "m", minute)].extend((value, delta))
+        for (hour, member), delta in hourly.items():
+            if delta:
+                dim, value = member.split(_ITEM, 1)
+                groups[(dim, "h", hour)].extend((value, delta))
+        out: dict[str, list] = {}
+        for (dim, grain, bucket), pairs in groups.items():
+            key = dimension_key(self.prefix, dim, grain, bucket)
+            out[key] = pairs
+            expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+        return out
 
     def _lookup(self, ids: list[int]) -> dict[int, str]:
         """Current `seen` state of these ids, one HMGET per hour key, pipelined."""
@@ -289,7 +302,7 @@ class HotAggregatesSink:
 
 
 def _seen_hour(tweet_id: int) -> int:
-    return bucket_start(snowflake_ms(tweet_id) / 1000, "h")
+    return snowflake_ms(tweet_id) // 3_600_000 * 3600
 
 
 def _members(tweet: Tweet) -> tuple[int, list[str]]:
@@ -301,7 +314,9 @@ def _members(tweet: Tweet) -> tuple[int, list[str]]:
         members.append(f"author{_ITEM}{author}")
     for dim, values in (("hashtag", tweet.hashtags), ("mention", tweet.mentions),
                         ("cashtag", tweet.cashtags), ("domain", tweet.domains)):
-        if values:
+        if len(values) == 1:  # the common case, without distinct_lowered's dict
+            members.append(f"{dim}{_ITEM}{values[0].lower()}")
+        elif values:
             members.extend(f"{dim}{_ITEM}{v}" for v in distinct_lowered(values))
     return bucket_start(tweet.created_at.timestamp(), "m"), members
 
