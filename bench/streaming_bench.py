@@ -11,8 +11,9 @@
    format), (c) parse-only throughput of one process.
 4. The memory the dedup state (`seen` hashes) costs per million Tweet ids.
 
-Targets: >= 29 MB/s (2.5 TB/day) and >= half the raw bound (the slowest of a-c); the aim of 87 MB/s
-is reported beside them.
+Target (PASS/FAIL): a sustained >= 28.9 MB/s (2.5 TB/day). Aims, reported beside it: 87 MB/s, and
+at least half the raw bound (the slower of a and b). (c) shows how close the pipeline comes to
+what parsing alone allows one Python process.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class Bound:
     @property
     def mb_s(self) -> float:
         return self.value_bytes / 1e6 / self.seconds if self.seconds > 0 else float("nan")
+
+
+def aim(met: bool, what: str = "") -> str:
+    """How an aim (reported, never a PASS/FAIL) reads in the figures."""
+    return f"aim {what} {'met' if met else 'not met'}".replace("  ", " ")
 
 
 def bare_consume(settings: Settings) -> Bound:
@@ -152,7 +158,7 @@ def used_memory(settings: Settings) -> int:
 
 
 def run(ctx: Context) -> ScenarioResult:
-    messages = int(ctx.options.get("messages") or (100_000 if ctx.quick else 300_000))
+    messages = int(ctx.options.get("messages") or (200_000 if ctx.quick else 300_000))
     workers = int(ctx.options.get("workers") or default_workers())
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, "tput") as ns:
@@ -198,7 +204,7 @@ def run(ctx: Context) -> ScenarioResult:
         ctx.progress(0.86, "raw bound (b): bulk insert")
         insert = bulk_insert(s, located, value_bytes, len(records))
         bounds = [bare, insert, parsed]
-        slowest = min(bounds, key=lambda b: b.mb_s)
+        raw = min((bare, insert), key=lambda b: b.mb_s)  # the issue's raw bound: (a) and (b)
         seen_bytes, seen_ids = seen_memory(s)
         verdict = harness.verify(s, harness.Truth.parsed(records, located, letters))
 
@@ -209,20 +215,21 @@ def run(ctx: Context) -> ScenarioResult:
         result.check("workers exited cleanly", all(c == 0 for c in codes), f"exit codes {codes}")
         result.add("average message size", avg_bytes, "bytes")
         result.add(f"end-to-end, {workers} workers (incl. start-up)", e2e_rate, "Tweets/s")
-        result.add(f"end-to-end, {workers} workers (incl. start-up)", e2e_mb, "MB/s",
-                   f">= {SPEC_MB_S:.1f} MB/s (2.5 TB/day)", e2e_mb >= SPEC_MB_S)
+        result.add(f"end-to-end, {workers} workers (incl. start-up)", e2e_mb, "MB/s")
         result.add("sustained (10%→90% of the run)", sustained, "Tweets/s")
         result.add("sustained (10%→90% of the run)", sustained_mb, "MB/s",
-                   f">= {SPEC_MB_S:.1f} MB/s; aim {AIM_MB_S:.0f}", sustained_mb >= SPEC_MB_S)
-        # The aim is reported, not gated: the issue's target is the 2.5 TB/day rate above.
-        result.add(f"sustained vs the aim of {AIM_MB_S:.0f} MB/s (reported, not a target)",
-                   sustained_mb / AIM_MB_S * 100, "%")
+                   f">= {SPEC_MB_S:.1f} MB/s (2.5 TB/day)", sustained_mb >= SPEC_MB_S)
         for b in bounds:
             result.add(b.name, b.rate, "msg/s")
             result.add(b.name, b.mb_s, "MB/s")
-        result.add("raw bound = slowest of (a)-(c)", slowest.mb_s, "MB/s")
-        result.add("sustained / raw bound", sustained_mb / slowest.mb_s * 100, "%", ">= 50%",
-                   sustained_mb >= 0.5 * slowest.mb_s)
+        # The aims are reported, not gated: the issue's target is the 2.5 TB/day rate above.
+        result.add(f"aim: sustained vs {AIM_MB_S:.0f} MB/s", sustained_mb / AIM_MB_S * 100, "%",
+                   aim(sustained_mb >= AIM_MB_S))
+        result.add("raw bound = slower of (a) and (b)", raw.mb_s, "MB/s")
+        result.add("aim: sustained / raw bound", sustained_mb / raw.mb_s * 100, "%",
+                   aim(sustained_mb >= 0.5 * raw.mb_s, ">= 50%"))
+        result.add("sustained / (c), the bound of parsing in Python on one core",
+                   sustained_mb / parsed.mb_s * 100, "%")
         serial = 1 / sum(1 / b.rate for b in bounds)
         result.add("serial bound: (a)+(b)+(c) one after another, 1 core", serial, "msg/s")
         _stages(result, stages, total, workers, elapsed)
@@ -292,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.streaming_bench",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=None,
-                        help="messages to publish (default 300,000; --quick 100,000)")
+                        help="messages to publish (default 300,000; --quick 200,000)")
     parser.add_argument("--workers", type=int, default=None,
                         help="consumer processes (default: as `tweetflow consume`, cores + 1)")
     parser.add_argument("--quick", action="store_true")
