@@ -215,30 +215,10 @@ class HotAggregatesSink:
             else:
                 state = remote.get(tweet_id)
                 plan.checks[key].extend((str(tweet_id), state or ""))
-            if event.kind == "tweet" and tweet is not None:
-                minute, members = _members(tweet)
-                contribution = _FIELD.join((str(minute), *members))
-                if state in (DELETED, contribution):
-                    plan.result.duplicates += 1
-                    continue
-                if state is not None:
-                    # A newer version of a counted Tweet (other entities, say): the latest
-                    # version wins, as in ClickHouse, so replace what the old one contributed.
-                    plan.count(*_decode(state), -1, 0)
-                    plan.result.updated += 1
-                else:
-                    plan.result.counted += 1
-                plan.count(minute, members, +1, tweet.author_id)
-                local[tweet_id] = contribution
-            else:
-                if state == DELETED:
-                    plan.result.duplicates += 1
-                    continue
-                if state is not None:
-                    plan.count(*_decode(state), -1, 0)
-                    plan.result.deletes += 1
-                local[tweet_id] = DELETED
-            plan.seen[key].extend((str(tweet_id), local[tweet_id]))
+            new_state = _account(plan, event, state)
+            if new_state is not None:
+                local[tweet_id] = new_state
+                plan.seen[key].extend((str(tweet_id), new_state))
         return plan
 
     def _encode(self, plan: _Plan, marks: list) -> bytes:
@@ -299,6 +279,33 @@ class HotAggregatesSink:
         for key_ids, values in zip(by_key.values(), pipe.execute(), strict=True):
             found.update((i, v) for i, v in zip(key_ids, values, strict=True) if v is not None)
         return found
+
+
+def _account(plan: _Plan, event: Event, state: str | None) -> str | None:
+    """Count one event against its id's `seen` state; the id's new state, None for a duplicate."""
+    tweet = event.tweet
+    if event.kind == "tweet" and tweet is not None:
+        minute, members = _members(tweet)
+        contribution = _FIELD.join((str(minute), *members))
+        if state in (DELETED, contribution):
+            plan.result.duplicates += 1
+            return None
+        if state is not None:
+            # A newer version of a counted Tweet (other entities, say): the latest version wins,
+            # as in ClickHouse, so replace what the old one contributed.
+            plan.count(*_decode(state), -1, 0)
+            plan.result.updated += 1
+        else:
+            plan.result.counted += 1
+        plan.count(minute, members, +1, tweet.author_id)
+        return contribution
+    if state == DELETED:
+        plan.result.duplicates += 1
+        return None
+    if state is not None:
+        plan.count(*_decode(state), -1, 0)
+        plan.result.deletes += 1
+    return DELETED
 
 
 def _seen_hour(tweet_id: int) -> int:
