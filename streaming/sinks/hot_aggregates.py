@@ -43,6 +43,11 @@ from tweetflow.settings import Settings
 DELETED = "D"
 TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes
 _FIELD, _ITEM = "\x1f", "\x1e"
+# A member is one letter for its dimension and then the value ("hpython"): the contribution kept
+# per Tweet id is most of the dedup state's memory, so it is kept short.
+_CODE = {"lang": "l", "kind": "k", "author": "a", "hashtag": "h", "mention": "m", "cashtag": "c",
+         "domain": "d"}
+_DIM = {code: dim for dim, code in _CODE.items()}
 
 # ARGV[1] is the JSON plan (see HotAggregatesSink._encode): flat lists ([key, value, key, ...])
 # or objects from a key to the flat list of its fields and values.
@@ -215,7 +220,7 @@ class HotAggregatesSink:
             else:
                 state = remote.get(tweet_id)
                 plan.checks[key].extend((str(tweet_id), state or ""))
-            new_state = _account(plan, event, state)
+            new_state = _account(plan, event, state, hour)
             if new_state is not None:
                 local[tweet_id] = new_state
                 plan.seen[key].extend((str(tweet_id), new_state))
@@ -252,12 +257,10 @@ class HotAggregatesSink:
         for (minute, member), delta in plan.members.items():
             hourly[(minute - minute % 3600, member)] += delta
             if delta:  # zero: added and removed within the batch, no change
-                dim, value = member.split(_ITEM, 1)
-                groups[(dim, "m", minute)].extend((value, delta))
+                groups[(_DIM[member[0]], "m", minute)].extend((member[1:], delta))
         for (hour, member), delta in hourly.items():
             if delta:
-                dim, value = member.split(_ITEM, 1)
-                groups[(dim, "h", hour)].extend((value, delta))
+                groups[(_DIM[member[0]], "h", hour)].extend((member[1:], delta))
         out: dict[str, list] = {}
         for (dim, grain, bucket), pairs in groups.items():
             key = dimension_key(self.prefix, dim, grain, bucket)
@@ -281,19 +284,20 @@ class HotAggregatesSink:
         return found
 
 
-def _account(plan: _Plan, event: Event, state: str | None) -> str | None:
-    """Count one event against its id's `seen` state; the id's new state, None for a duplicate."""
+def _account(plan: _Plan, event: Event, state: str | None, hour: int) -> str | None:
+    """Count one event against its id's `seen` state; the id's new state, None for a duplicate.
+    `hour` is the id's `seen` hour, which the stored minute is relative to."""
     tweet = event.tweet
     if event.kind == "tweet" and tweet is not None:
         minute, members = _members(tweet)
-        contribution = _FIELD.join((str(minute), *members))
+        contribution = _FIELD.join((str((minute - hour) // 60), *members))
         if state in (DELETED, contribution):
             plan.result.duplicates += 1
             return None
         if state is not None:
             # A newer version of a counted Tweet (other entities, say): the latest version wins,
             # as in ClickHouse, so replace what the old one contributed.
-            plan.count(*_decode(state), -1, 0)
+            plan.count(*_decode(state, hour), -1, 0)
             plan.result.updated += 1
         else:
             plan.result.counted += 1
@@ -303,7 +307,7 @@ def _account(plan: _Plan, event: Event, state: str | None) -> str | None:
         plan.result.duplicates += 1
         return None
     if state is not None:
-        plan.count(*_decode(state), -1, 0)
+        plan.count(*_decode(state, hour), -1, 0)
         plan.result.deletes += 1
     return DELETED
 
@@ -313,21 +317,25 @@ def _seen_hour(tweet_id: int) -> int:
 
 
 def _members(tweet: Tweet) -> tuple[int, list[str]]:
-    """The minute and the `dim<ITEM>value` members one Tweet adds to; encoded with _FIELD this
-    is the contribution a delete later subtracts exactly."""
-    members = [f"lang{_ITEM}{tweet.lang}", f"kind{_ITEM}{tweet.kind}"]
+    """The minute and the members (dimension letter + value) one Tweet adds to; with the minute
+    they are the contribution a delete later subtracts exactly."""
+    members = [f"l{tweet.lang}", f"k{tweet.kind}"]
     author = author_member(tweet)
     if author:
-        members.append(f"author{_ITEM}{author}")
-    for dim, values in (("hashtag", tweet.hashtags), ("mention", tweet.mentions),
-                        ("cashtag", tweet.cashtags), ("domain", tweet.domains)):
+        members.append(f"a{author}")
+    for code, values in (("h", tweet.hashtags), ("m", tweet.mentions), ("c", tweet.cashtags),
+                         ("d", tweet.domains)):
         if len(values) == 1:  # the common case, without distinct_lowered's dict
-            members.append(f"{dim}{_ITEM}{values[0].lower()}")
+            members.append(code + values[0].lower())
         elif values:
-            members.extend(f"{dim}{_ITEM}{v}" for v in distinct_lowered(values))
+            members.extend(code + v for v in distinct_lowered(values))
     return bucket_start(tweet.created_at.timestamp(), "m"), members
 
 
-def _decode(contribution: str) -> tuple[int, list[str]]:
-    minute, *members = contribution.split(_FIELD)
-    return int(minute), members
+def _decode(contribution: str, hour: int) -> tuple[int, list[str]]:
+    """(minute, members) of a stored contribution: minutes after `hour`, then the members."""
+    head, *members = contribution.split(_FIELD)
+    if _ITEM in contribution:  # the layout before 2026-11-26: epoch minute, "dim<ITEM>value"
+        return int(head), [_CODE[dim] + value for dim, value in
+                           (member.split(_ITEM, 1) for member in members)]
+    return hour + int(head) * 60, members
