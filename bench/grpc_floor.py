@@ -20,6 +20,7 @@ from pathlib import Path
 
 import grpc
 
+from query_service.server import supervise, use_uvloop
 from tweetflow.v1 import analytics_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["AnalyticsService"]
@@ -49,12 +50,8 @@ async def _serve(port: int, response: bytes) -> None:
 
 
 def serve(port: int, response: bytes) -> None:
-    try:
-        import uvloop  # as query_service.server does
-    except ImportError:
-        asyncio.run(_serve(port, response))
-    else:
-        uvloop.run(_serve(port, response))
+    use_uvloop()  # the event loop query_service.server runs on
+    asyncio.run(_serve(port, response))
 
 
 def start(port: int, processes: int, response_file: Path) -> subprocess.Popen:
@@ -75,20 +72,8 @@ def main() -> int:
     if args.processes == 1:
         serve(args.port, args.response.read_bytes())
         return 0
-    children = [subprocess.Popen([sys.executable, "-m", "bench.grpc_floor", "--port",
-                                  str(args.port), "--response", str(args.response)])
-                for _ in range(args.processes)]
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for child in children:
-        child.wait()
-    return 0
+    return supervise([[sys.executable, "-m", "bench.grpc_floor", "--port", str(args.port),
+                       "--response", str(args.response)]] * args.processes)
 
 
 if __name__ == "__main__":

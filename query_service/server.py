@@ -112,7 +112,7 @@ async def serve(settings: Settings, port: int, metrics_port: int, *, host: str =
     await running.stop(grace)
 
 
-def _event_loop_policy() -> None:
+def use_uvloop() -> None:
     """uvloop when installed: a faster event loop for the same code (grpc.aio supports it)."""
     try:
         import uvloop
@@ -129,20 +129,20 @@ def run(args: argparse.Namespace) -> int:
     host = getattr(args, "host", None) or os.environ.get("TWEETFLOW_QUERY_HOST", DEFAULT_HOST)
     load_api_keys(settings)  # create the key file once, before any worker reads it
     if processes > 1:
-        return _supervise(processes, args.port, args.metrics_port, host)
-    _event_loop_policy()
+        return supervise([
+            [sys.executable, "-m", "query_service.server", "--port", str(args.port),
+             "--metrics-port", str(args.metrics_port + i if args.metrics_port else 0),
+             "--host", host, "--processes", "1"]
+            for i in range(processes)])
+    use_uvloop()
     asyncio.run(serve(settings, args.port, args.metrics_port, host=host))
     return 0
 
 
-def _supervise(processes: int, port: int, metrics_port: int, host: str) -> int:
-    """Start `processes` single-process servers on the same port; forward SIGTERM/SIGINT."""
-    children = [
-        subprocess.Popen([sys.executable, "-m", "query_service.server", "--port", str(port),
-                          "--metrics-port", str(metrics_port + i if metrics_port else 0),
-                          "--host", host, "--processes", "1"])
-        for i in range(processes)
-    ]
+def supervise(commands: list[list[str]]) -> int:
+    """Run one child per command (single-process servers sharing a port) until they exit;
+    forward SIGTERM/SIGINT to them. Returns the worst exit code."""
+    children = [subprocess.Popen(command) for command in commands]
 
     stopping = False
 

@@ -2,10 +2,10 @@
 
 A request is first looked up in the result cache by its wire bytes (valid requests only ever get
 there, so a hit needs no parsing or validation; the cache's in-process front is consulted before
-the servicer is even entered, see interceptors.cache_shortcut). On a miss, identical concurrent requests are
-collapsed into one computation, which validates the request, plans it (query_service.planner),
-reads the hot parts from Redis and the rest from ClickHouse concurrently, merges the numbers and
-caches the answer with a TTL tied to the range's freshness.
+the servicer is even entered, see interceptors.cache_shortcut). On a miss, identical concurrent
+requests are collapsed into one computation, which validates the request, plans it
+(query_service.planner), reads the hot parts from Redis and the rest from ClickHouse concurrently,
+merges the numbers and caches the answer with a TTL tied to the range's freshness.
 
 When Redis fails the question is re-planned without it and answered from ClickHouse; when the
 stores the plan needs are all down the answer is UNAVAILABLE with the reasons.

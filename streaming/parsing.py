@@ -63,6 +63,7 @@ from msgspec import UNSET
 from streaming import v2_schema as v2
 from streaming.entities import extract_entities
 from tweetflow.model import Event, Tweet, TweetKind
+from tweetflow.schema import COUNT_LIMIT
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
@@ -77,7 +78,6 @@ MAX_FUTURE_SECONDS = 86_400.0
 SNOWFLAKE_EPOCH_MS = 1288834974657
 _MIN_SNOWFLAKE_ID = 1 << 35  # sequential (pre-Snowflake) Tweet ids ended near 3e10 < 2**35
 _ID_LIMIT = 1 << 63
-COUNT_LIMIT = 1 << 32  # engagement counts are UInt32 in ClickHouse (impressions: UInt64)
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MONTHS = {m: i for i, m in enumerate(
     ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -339,9 +339,11 @@ def _unescape(s: str) -> str:
     return s
 
 
+@lru_cache(maxsize=1024)
 def _source_text(s: str) -> str:
     """'<a href="...">Twitter Web Client</a>' -> 'Twitter Web Client'; plain text stays.
-    By hand: the API's anchor is fixed-form, an HTML parser would cost 100x more per Tweet."""
+    By hand: the API's anchor is fixed-form, an HTML parser would cost 100x more per Tweet.
+    Cached: a stream has a few hundred distinct client names."""
     if s.startswith("<"):
         gt, lt = s.find(">"), s.rfind("<")
         if 0 < gt < lt:
@@ -418,8 +420,12 @@ def _domain(url: str) -> str:
         host = urlsplit(url if "://" in url else "http://" + url).hostname
     except ValueError:
         return ""
-    if not host:
-        return ""
+    return _host_domain(host) if host else ""
+
+
+@lru_cache(maxsize=16384)
+def _host_domain(host: str) -> str:
+    """The registered domain of a host, lower case; cached: URLs rarely repeat, their hosts do."""
     r = _TLD_EXTRACT.extract_str(host)
     return (r.top_domain_under_public_suffix or host).lower()
 
@@ -835,7 +841,7 @@ def _fast_v2_tweet(msg: v2.Message, limit: float) -> Tweet:
         tw.retweet_count, tw.reply_count = pm.retweet_count or 0, pm.reply_count or 0
         tw.like_count, tw.quote_count = pm.like_count or 0, pm.quote_count or 0
         tw.impression_count = pm.impression_count or 0
-    tw.source = _cached_source_text(t.source) if t.source else ""
+    tw.source = _source_text(t.source) if t.source else ""
     tw.country = "" if t.geo is None else _fast_country(t.geo, inc)
     tw.possibly_sensitive = t.possibly_sensitive is True
     tw.edit_history_tweet_ids = (() if edits is None else (tweet_id,)
@@ -921,12 +927,6 @@ def _v2_second(s: str) -> tuple[datetime, int]:
     return dt, int(dt.timestamp())
 
 
-@lru_cache(maxsize=1024)
-def _cached_source_text(s: str) -> str:
-    """`_source_text`: a stream has a few hundred distinct client names."""
-    return _source_text(s)
-
-
 def _fast_retweet(text: str, rt_id: int, inc: v2.Includes
                   ) -> tuple[str, tuple[tuple[str, ...], ...]] | None:
     """`_v2_retweet_text` and the rebuilt Tweet's entities, else None."""
@@ -989,13 +989,6 @@ def _last(items: list | None, key: str) -> Any:
 
 
 def _fast_domain(url: str) -> str:
-    """`_domain(url)`, with tldextract cached per host: URLs rarely repeat, their hosts do."""
+    """`_domain(url)`, reading the host off a plain http(s) URL instead of urlsplit-ing it."""
     m = _PLAIN_HTTP_HOST.match(url)
     return _domain(url) if m is None else _host_domain(m.group(1).lower())
-
-
-@lru_cache(maxsize=16384)
-def _host_domain(host: str) -> str:
-    """What `_domain` gives for any URL whose `urlsplit(...).hostname` is `host`."""
-    r = _TLD_EXTRACT.extract_str(host)
-    return (r.top_domain_under_public_suffix or host).lower()

@@ -13,6 +13,9 @@ from tweetflow.settings import Settings, get_settings
 
 RAW_TWEETS = "raw_tweets"
 TWEET_DELETES = "tweet_deletes"
+# Engagement counts (retweets, replies, likes, quotes) are UInt32 below: the parser rejects larger
+# values and the sink refuses them, rather than let the server wrap them silently.
+COUNT_LIMIT = 1 << 32
 
 # (name, ClickHouse type) in insert order; the ClickHouse sink builds rows in this order.
 RAW_TWEET_COLUMNS: tuple[tuple[str, str], ...] = (

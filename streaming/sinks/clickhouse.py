@@ -24,7 +24,13 @@ import msgspec
 from streaming.normalize import lowered
 from tweetflow.clients import clickhouse_client
 from tweetflow.model import Event, Tweet
-from tweetflow.schema import RAW_TWEET_COLUMNS, RAW_TWEETS, TWEET_DELETE_COLUMNS, TWEET_DELETES
+from tweetflow.schema import (
+    COUNT_LIMIT,
+    RAW_TWEET_COLUMNS,
+    RAW_TWEETS,
+    TWEET_DELETE_COLUMNS,
+    TWEET_DELETES,
+)
 from tweetflow.settings import Settings
 
 RAW_NAMES = [name for name, _ in RAW_TWEET_COLUMNS]
@@ -32,7 +38,6 @@ DELETE_NAMES = [name for name, _ in TWEET_DELETE_COLUMNS]
 INSERT_FORMAT = "JSONCompactEachRow"
 # Explicit because servers differ in their default (chDB: best_effort; server: basic).
 INSERT_SETTINGS = {"date_time_input_format": "best_effort"}
-_UINT32_LIMIT = 1 << 32
 
 
 class ClickHouseSink:
@@ -98,7 +103,7 @@ class ClickHouseSink:
 
 def _tweet_row(t: Tweet, partition: int, offset: int, now: datetime) -> tuple:
     """The raw_tweets row of a Tweet, in RAW_TWEET_COLUMNS order."""
-    if (t.retweet_count | t.reply_count | t.like_count | t.quote_count) >= _UINT32_LIMIT:
+    if (t.retweet_count | t.reply_count | t.like_count | t.quote_count) >= COUNT_LIMIT:
         # The server would wrap such a value silently; refuse it, as the Native path did.
         raise ValueError(f"Tweet {t.tweet_id}: a count does not fit the UInt32 columns")
     return (

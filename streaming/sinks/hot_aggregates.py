@@ -231,24 +231,28 @@ class HotAggregatesSink:
         now_hour = bucket_start(self.clock(), "h")
         expire = {key: max(hour, now_hour) + 3600 + self.horizon
                   for key, hour in plan.seen_hours.items()}
-        incr: list = []
+        incr: Counter[str] = Counter()
         for minute, delta in plan.tweets.items():
-            for grain, bucket in (("m", minute), ("h", minute - minute % 3600)):
+            for grain, bucket in _buckets(minute):
                 key = tweets_key(self.prefix, grain, bucket)
-                incr.extend((key, delta))
-                expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+                incr[key] += delta
+                expire[key] = self._expiry(grain, bucket)
         zincr = self._zincr(plan, expire)
-        pfadd: dict[str, list[str]] = defaultdict(list)
+        pfadd: dict[str, set[str]] = defaultdict(set)
         for minute, author in plan.authors:
-            for grain, bucket in (("m", minute), ("h", minute - minute % 3600)):
+            for grain, bucket in _buckets(minute):
                 key = authors_key(self.prefix, grain, bucket)
-                pfadd[key].append(author)
-                expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
-        for key, members in pfadd.items():
-            pfadd[key] = list(dict.fromkeys(members))
+                pfadd[key].add(author)
+                expire[key] = self._expiry(grain, bucket)
         return orjson.dumps({
-            "wm": marks, "check": plan.checks, "seen": plan.seen, "incr": incr, "zincr": zincr,
-            "pfadd": pfadd, "expire": [v for pair in expire.items() for v in pair]})
+            "wm": marks, "check": plan.checks, "seen": plan.seen,
+            "incr": [v for pair in incr.items() for v in pair], "zincr": zincr,
+            "pfadd": {key: list(authors) for key, authors in pfadd.items()},
+            "expire": [v for pair in expire.items() for v in pair]})
+
+    def _expiry(self, grain: str, bucket: int) -> int:
+        """When a bucket's key expires: the hot horizon after the bucket ends."""
+        return bucket + GRAIN_SECONDS[grain] + self.horizon
 
     def _zincr(self, plan: _Plan, expire: dict[str, int]) -> dict[str, list]:
         """Sorted-set increments per key, [member, delta, ...]: each key travels once."""
@@ -265,7 +269,7 @@ class HotAggregatesSink:
         for (dim, grain, bucket), pairs in groups.items():
             key = dimension_key(self.prefix, dim, grain, bucket)
             out[key] = pairs
-            expire[key] = bucket + GRAIN_SECONDS[grain] + self.horizon
+            expire[key] = self._expiry(grain, bucket)
         return out
 
     def _lookup(self, ids: list[int]) -> dict[int, str]:
@@ -310,6 +314,11 @@ def _account(plan: _Plan, event: Event, state: str | None, hour: int) -> str | N
         plan.count(*_decode(state, hour), -1, 0)
         plan.result.deletes += 1
     return DELETED
+
+
+def _buckets(minute: int) -> tuple[tuple[str, int], tuple[str, int]]:
+    """The minute's bucket at each grain: ("m", minute), ("h", its hour)."""
+    return ("m", minute), ("h", minute - minute % 3600)
 
 
 def _seen_hour(tweet_id: int) -> int:
