@@ -16,8 +16,8 @@ What the stream looks like (all of it fixed by `seed`, except event times in "no
 * Retweet text is "RT @handle: " + the original cut at 140 characters with "…", with only the
   entities that survive the cut, exactly as X truncates it; the full original is in `includes`.
 * ~0.5% of messages are v2 compliance deletes of Tweets this source emitted earlier.
-* Tweet ids are Snowflake ids minted at the event time: `(id >> 22) + 1288834974657` is the
-  event time in ms. `created_at` has whole seconds ("….000Z") like the real API; the id carries
+* Tweet ids are Snowflake ids minted at the event time (`tweetflow.snowflake`): `snowflake_ms(id)`
+  is the event time in ms. `created_at` has whole seconds ("….000Z") like the real API; the id carries
   the milliseconds (the parser refines `created_at` from it).
 * A `Burst` marks an event-time span in which a chosen hashtag is added to a given share of
   Tweets (retweets spread it by retweeting Tweets of the burst), which is what trending looks like.
@@ -46,9 +46,10 @@ from typing import Any
 
 import orjson
 
+from tweetflow.snowflake import SNOWFLAKE_EPOCH_MS, snowflake_id
+
 __all__ = ["SNOWFLAKE_EPOCH_MS", "Burst", "Message", "SyntheticSource", "generate", "snowflake_id"]
 
-SNOWFLAKE_EPOCH_MS = 1288834974657
 Message = tuple[bytes, bytes, int]  # (key = Tweet id as decimal ASCII, value = payload, Tweet id)
 
 # Per-message probabilities.
@@ -195,11 +196,6 @@ _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B62_BYTES = bytes(ord(_B62[i % 62]) for i in range(256))  # slight bias to the first 8: fine
 _N_USERS, _N_TAGS, _N_DOMAINS, _N_CASHTAGS = 5000, 3000, 400, 300
 _NO_ENTITIES: dict[str, list] = {}
-
-
-def snowflake_id(ms: int, worker: int = 0, sequence: int = 0) -> int:
-    """A Tweet id minted at `ms` (Unix ms): 41 bits of time, 10 of worker, 12 of sequence."""
-    return ((ms - SNOWFLAKE_EPOCH_MS) << 22) | ((worker & 1023) << 12) | (sequence & 4095)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +421,7 @@ class SyntheticSource:
             if self._seq > 4095:
                 self._last_ms, self._seq = self._last_ms + 1, 0
         ms = self._last_ms
-        return ((ms - SNOWFLAKE_EPOCH_MS) << 22) | (self._worker << 12) | self._seq, ms
+        return snowflake_id(ms, self._worker, self._seq), ms
 
     def _created_at(self, ms: int) -> str:
         sec = ms // 1000

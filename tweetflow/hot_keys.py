@@ -44,7 +44,3 @@ def seen_key(prefix: str, hour_bucket: int) -> str:
 def watermark_key(prefix: str, topic: str) -> str:
     return f"{prefix}:wm:{topic}"
 
-
-def snowflake_ms(tweet_id: int) -> int:
-    """Creation time (epoch ms) encoded in a Snowflake Tweet id (ids since November 2010)."""
-    return (tweet_id >> 22) + 1288834974657

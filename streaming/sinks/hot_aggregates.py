@@ -33,12 +33,12 @@ from tweetflow.hot_keys import (
     bucket_start,
     dimension_key,
     seen_key,
-    snowflake_ms,
     tweets_key,
     watermark_key,
 )
 from tweetflow.model import Event, Tweet
 from tweetflow.settings import Settings
+from tweetflow.snowflake import snowflake_ms
 
 DELETED = "D"
 TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes

@@ -2,7 +2,7 @@
 
 Why a schema: decoding straight into these `Struct`s validates every type in C and gives the
 parser attributes instead of dicts to walk with a type check per `.get` (most of the parser's
-CPU). `streaming.parsing` uses it for the common message shape only and falls back to its
+CPU). `streaming.parsing.v2_fast` uses it for the common message shape only and falls back to the
 dict-based path on any decode error, which also produces every error message.
 
 Why `forbid_unknown_fields` everywhere and only precise types: a successful decode must mean that
