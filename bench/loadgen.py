@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.history_hours > 0:
         count = args.count or int(args.rate * args.duration)
         source = SyntheticSource(args.seed, int((time.time() - args.history_hours * 3600) * 1000),
-                                 max(1.0, count / (args.history_hours * 3600)),
+                                 count / (args.history_hours * 3600),  # may be < 1/s: an archive
                                  delete_fraction=args.deletes)
     else:
         source = SyntheticSource(args.seed, delete_fraction=args.deletes)

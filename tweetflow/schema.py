@@ -9,6 +9,8 @@ common case no duplicate row is written at all (see docs/effectively-once.md).
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 from tweetflow.settings import Settings, get_settings
 
 RAW_TWEETS = "raw_tweets"
@@ -16,6 +18,14 @@ TWEET_DELETES = "tweet_deletes"
 # Engagement counts (retweets, replies, likes, quotes) are UInt32 below: the parser rejects larger
 # values and the sink refuses them, rather than let the server wrap them silently.
 COUNT_LIMIT = 1 << 32
+# raw_tweets is partitioned by the UTC day of `created_at`; the sink groups a batch's rows by it.
+RAW_TWEETS_PARTITION_BY = "toYYYYMMDD(created_at)"
+
+
+def raw_tweets_partition(created_at: datetime) -> date:
+    """The partition (UTC day) of raw_tweets that a Tweet created at `created_at` lands in."""
+    return created_at.astimezone(UTC).date()
+
 
 # (name, ClickHouse type) in insert order; the ClickHouse sink builds rows in this order.
 RAW_TWEET_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -85,7 +95,7 @@ def schema_statements(settings: Settings | None = None, database: str | None = N
     {_columns_sql(RAW_TWEET_COLUMNS)},
     INDEX created_at_minmax created_at TYPE minmax GRANULARITY 1
 ) ENGINE = {_engine(settings, db, RAW_TWEETS + local, "ingested_at")}
-PARTITION BY toYYYYMMDD(created_at)
+PARTITION BY {RAW_TWEETS_PARTITION_BY}
 ORDER BY tweet_id
 COMMENT 'One row per Tweet version as consumed from Kafka; dedupe by tweet_id (newest ingested_at wins).'""",
         f"""CREATE TABLE IF NOT EXISTS `{db}`.`{TWEET_DELETES}{local}`{on_cluster} (

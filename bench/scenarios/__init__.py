@@ -15,7 +15,7 @@ from bench.harness import ProgressBar
 from bench.report import ScenarioResult
 from tweetflow.settings import Settings
 
-SCENARIOS: tuple[str, ...] = ("throughput", "burst", "freshness", "query", "replay", "crash",
+SCENARIOS: tuple[str, ...] = ("throughput", "archive", "burst", "freshness", "query", "replay", "crash",
                               "bad_input", "outages")
 
 

@@ -12,15 +12,29 @@ Every value keeps its exact meaning on the way: integers are JSON integers (UInt
 strings UTF-8 with JSON escapes, datetimes RFC 3339 with offset and microseconds, read with
 `date_time_input_format='best_effort'` (DateTime64(3) truncates to the millisecond, as the Native
 path did). The body goes uncompressed by default: over loopback lz4 cost CPU on both sides.
+
+Archives: raw_tweets has one partition per day, and a server refuses an INSERT block touching more
+than `max_partitions_per_insert_block` (100) of them. So the Tweets of a batch are grouped by day and
+sent in INSERTs of at most `clickhouse_max_partitions_per_insert` days each: a live batch (one or two
+days) stays one INSERT, a 10,000-Tweet slice of a ten-year archive becomes a few dozen. Each day a
+batch touches is one new part either way, so splitting costs round trips, not parts.
+
+Trust, but verify: an acknowledged INSERT must be readable. After each INSERT the sink reads back the
+last row of every part it wrote (by `tweet_id`, the primary key, so a few granules per row) and raises
+`RowsNotStored`, so the batch is retried and no offset is committed past rows that are not there.
+The embedded endpoint once acknowledged inserts it had dropped (docs/embedded-clickhouse.md, Inserts).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 
 import lz4.frame
 import msgspec
 
+from streaming import metrics
 from streaming.normalize import lowered
 from tweetflow.clients import clickhouse_client
 from tweetflow.model import Event, Tweet
@@ -30,6 +44,7 @@ from tweetflow.schema import (
     RAW_TWEETS,
     TWEET_DELETE_COLUMNS,
     TWEET_DELETES,
+    raw_tweets_partition,
 )
 from tweetflow.settings import Settings
 
@@ -38,6 +53,11 @@ DELETE_NAMES = [name for name, _ in TWEET_DELETE_COLUMNS]
 INSERT_FORMAT = "JSONCompactEachRow"
 # Explicit because servers differ in their default (chDB: best_effort; server: basic).
 INSERT_SETTINGS = {"date_time_input_format": "best_effort"}
+log = logging.getLogger(__name__)
+
+
+class RowsNotStored(RuntimeError):
+    """ClickHouse acknowledged an INSERT, but rows it should hold cannot be read back."""
 
 
 class ClickHouseSink:
@@ -66,32 +86,60 @@ class ClickHouseSink:
         """Insert (partition, offset, event) triples; returns rows written."""
         now = datetime.now(UTC)
         encode_into = self._encode_into
-        tweets, deletes = bytearray(), bytearray()  # JSONCompactEachRow bodies, one row a line
-        n_tweets = n_deletes = 0
+        days: dict[date, _Part] = {}  # raw_tweets rows by partition, JSONCompactEachRow bodies
+        deletes = _Part()
         for partition, offset, event in located:
             if event.kind == "tweet" and event.tweet is not None:
-                encode_into(_tweet_row(event.tweet, partition, offset, now), tweets, -1)
-                tweets.append(10)  # "\n"
-                n_tweets += 1
+                t = event.tweet
+                day = raw_tweets_partition(t.created_at)
+                part = days.get(day) or days.setdefault(day, _Part())
+                encode_into(_tweet_row(t, partition, offset, now), part.body, -1)
+                part.add(t.tweet_id)
             elif event.kind == "delete":
-                encode_into(_delete_row(event, partition, offset, now), deletes, -1)
-                deletes.append(10)
-                n_deletes += 1
+                encode_into(_delete_row(event, partition, offset, now), deletes.body, -1)
+                deletes.add(event.tweet_id)
         try:
-            if n_tweets:
-                self._insert(RAW_TWEETS, RAW_NAMES, tweets)
-            if n_deletes:
-                self._insert(TWEET_DELETES, DELETE_NAMES, deletes)
+            for group in _groups(list(days.values()), self.settings.clickhouse_max_partitions_per_insert):
+                self._insert(RAW_TWEETS, RAW_NAMES, group)
+            if deletes.rows:
+                self._insert(TWEET_DELETES, DELETE_NAMES, [deletes])
         except Exception:
             self.close()  # reconnect on the next attempt
             raise
-        return n_tweets + n_deletes
+        return sum(part.rows for part in days.values()) + deletes.rows
 
-    def _insert(self, table: str, names: list[str], body: bytes | bytearray) -> None:
+    def _insert(self, table: str, names: list[str], parts: list[_Part]) -> None:
+        body: bytes | bytearray = parts[0].body if len(parts) == 1 else b"".join(p.body for p in parts)
         if self.compression:
             body = lz4.frame.compress(body)
-        self.client.raw_insert(table, names, body, settings=INSERT_SETTINGS, fmt=INSERT_FORMAT,
+        self.client.raw_insert(table, names, body, settings=self._insert_settings, fmt=INSERT_FORMAT,
                                compression=self.compression)
+        if self.settings.clickhouse_verify_inserts:
+            self._verify(table, [part.last_id for part in parts])
+
+    @property
+    def _insert_settings(self) -> dict[str, str]:
+        if self.settings.clickhouse_cluster:  # acknowledged only once the shards hold the rows
+            return {**INSERT_SETTINGS, "insert_distributed_sync": "1"}
+        return INSERT_SETTINGS
+
+    def _verify(self, table: str, ids: list[int]) -> None:
+        """Read back one row of each part just written; raise if any is missing."""
+        expected = set(ids)
+        found = self.client.query(
+            f"SELECT DISTINCT tweet_id FROM `{table}` WHERE tweet_id IN {{ids:Array(UInt64)}}",
+            parameters={"ids": sorted(expected)},
+            settings={"select_sequential_consistency": "1"} if self.settings.clickhouse_cluster
+            else None).result_columns
+        missing = expected.difference(found[0] if found else ())
+        metrics.INSERT_ROWS_VERIFIED.labels(table).inc(len(expected))
+        if missing:
+            metrics.INSERT_ROWS_MISSING.labels(table).inc(len(missing))
+            log.error("ClickHouse acknowledged an INSERT into %s but %d of %d rows read back are "
+                      "missing (e.g. tweet_id %d); not committing", table, len(missing),
+                      len(expected), min(missing))
+            raise RowsNotStored(f"{len(missing)} of {len(expected)} rows acknowledged by ClickHouse "
+                                f"are not in {table} (e.g. tweet_id {min(missing)})")
 
     def close(self) -> None:
         if self._client is not None:
@@ -99,6 +147,26 @@ class ClickHouseSink:
                 self._client.close()
             finally:
                 self._client = None
+
+
+class _Part:
+    """The rows of one INSERT part: their JSON lines and the last id, which is read back."""
+
+    __slots__ = ("body", "last_id", "rows")
+
+    def __init__(self) -> None:
+        self.body, self.rows, self.last_id = bytearray(), 0, 0
+
+    def add(self, tweet_id: int) -> None:
+        self.body.append(10)  # "\n" ends the row just encoded into body
+        self.rows += 1
+        self.last_id = tweet_id
+
+
+def _groups(parts: list[_Part], size: int) -> Iterator[list[_Part]]:
+    """`parts` in lists of at most `size`: one INSERT each."""
+    for start in range(0, len(parts), size):
+        yield parts[start:start + size]
 
 
 def _tweet_row(t: Tweet, partition: int, offset: int, now: datetime) -> tuple:

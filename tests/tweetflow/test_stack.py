@@ -14,9 +14,9 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, Producer
 
+from tweetflow.app.stack.manager import Stack
 from tweetflow.clients import clickhouse_client, kafka_admin, kafka_config, redis_client
 from tweetflow.settings import PROJECT_ROOT, Settings
-from tweetflow.stack.manager import Stack
 
 
 def _free_port() -> int:

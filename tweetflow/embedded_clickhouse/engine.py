@@ -10,6 +10,7 @@ long INSERT never stalls reads.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -21,7 +22,7 @@ from typing import Any
 import chdb
 from chdb import _chdb
 
-from tweetflow.embedded_clickhouse.http_protocol import output_format
+from tweetflow.embedded_clickhouse.http_protocol import from_infile, output_format, sql_string
 from tweetflow.settings import Settings
 
 VERSION: str = chdb.engine_version
@@ -53,10 +54,12 @@ class ClickHouseError(Exception):
 
     @classmethod
     def from_engine(cls, exc: BaseException) -> ClickHouseError:
-        text = str(exc).strip()
+        text = re.sub(r"\s*\(version [0-9.]+\)\.?$", "", str(exc).strip())
+        # An error raised inside a FROM INFILE read comes wrapped once more: `Code: 27. DB::Exception:
+        # Code: 27. DB::Exception: ...`; the server shows it once.
+        text = re.sub(r"^(Code: \d+\. DB::Exception: )\1", r"\1", text)
         if m := _ENGINE_ERROR.match(text):
-            message = re.sub(r"\s*\(version [0-9.]+\)\.?$", "", m.group(2))
-            return cls(int(m.group(1)), message.removesuffix("."), m.group(3))
+            return cls(int(m.group(1)), m.group(2).removesuffix("."), m.group(3))
         return cls(STD_EXCEPTION, text)
 
     def text(self) -> str:
@@ -117,11 +120,6 @@ def _run(conn: Any, sql: str, fmt: str = "TabSeparated", params: Mapping[str, st
         return conn.query(sql, fmt, params=dict(params or {}))
     except RuntimeError as exc:
         raise ClickHouseError.from_engine(exc) from None
-
-
-def _quote(value: str) -> str:
-    """A ClickHouse string literal; settings accept their value as a string."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass
@@ -208,11 +206,11 @@ class Engine:
         if not settings:
             return
         try:
-            _run(conn, "SET " + ", ".join(f"{k} = {_quote(v)}" for k, v in settings.items()))
+            _run(conn, "SET " + ", ".join(f"{k} = {sql_string(v)}" for k, v in settings.items()))
         except ClickHouseError:
             for key, value in settings.items():
                 try:
-                    _run(conn, f"SET {key} = {_quote(value)}")
+                    _run(conn, f"SET {key} = {sql_string(value)}")
                 except ClickHouseError:
                     req.ignored_settings.append(key)
 
@@ -265,25 +263,63 @@ class Engine:
             result.format = None  # no result set: the server sends no X-ClickHouse-Format
         return result
 
-    @staticmethod
-    def insert(conn: Any, statement: str, fmt: str, chunks: Iterable[bytes]) -> Result:
-        """Stream `chunks` of `fmt`-encoded rows into `statement` without holding them all."""
+    def insert(self, conn: Any, statement: str, fmt: str, chunks: Iterable[bytes]) -> Result:
+        """Stream `chunks` of `fmt`-encoded rows into `statement`; every error raises.
+
+        Why not chDB's streaming-insert calls (`send_insert`, `insert_append`, `insert_done`): on
+        chDB 26.9 they drop any error raised while the table writes its parts (more partitions in a
+        block than `max_partitions_per_insert_block`, a CHECK constraint) and report the rows as
+        written, so the endpoint acknowledged inserts that stored nothing (docs/embedded-clickhouse.md).
+        `INSERT ... FROM INFILE` runs through the query path, which raises every error; reading the
+        file from the read end of a pipe keeps memory constant, and the rows stream into the engine
+        while the body is still being read from the socket. Measured: the same speed as
+        `send_insert` (about 41 ms for 10,000 rows of 1 KB).
+        """
+        read_fd, write_fd = os.pipe()
+        pipe_path = f"/proc/self/fd/{read_fd}"  # unique among running queries while it is open
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["result"] = _run(conn, from_infile(statement, pipe_path, fmt))
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                os.close(read_fd)  # reading is over: a write still blocked on the pipe gets EPIPE
+
+        reader = threading.Thread(target=run, name="insert-from-pipe", daemon=True)
+        reader.start()
         try:
-            inserter = conn.send_insert(statement, fmt)
-        except RuntimeError as exc:
-            raise ClickHouseError.from_engine(exc) from None
+            self._feed(write_fd, chunks)
+        except BaseException:
+            self._cancel(pipe_path)  # a body cut short must not be stored as if it were whole
+            os.close(write_fd)
+            reader.join()
+            raise
+        os.close(write_fd)  # end of data
+        reader.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        res = outcome["result"]
+        return Result(written_rows=res.rows_written(), written_bytes=res.bytes_written())
+
+    @staticmethod
+    def _feed(write_fd: int, chunks: Iterable[bytes]) -> None:
+        """Write the body into the pipe; stop quietly when the engine stops reading (its error
+        says why)."""
         try:
             for chunk in chunks:
-                if chunk:
-                    conn.insert_append(inserter, chunk)
-            done = conn.insert_done(inserter)
-        except BaseException as exc:
-            with suppress(RuntimeError):
-                conn.insert_cancel(inserter)
-            if isinstance(exc, RuntimeError):
-                raise ClickHouseError.from_engine(exc) from None
-            raise
-        return Result(written_rows=done.rows_written(), written_bytes=done.bytes_written())
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(write_fd, view):]
+        except BrokenPipeError:
+            pass
+
+    def _cancel(self, pipe_path: str) -> None:
+        """KILL the INSERT reading `pipe_path`, so that closing the pipe is no end of data."""
+        with suppress(ClickHouseError):
+            _run(self._anchor, "KILL QUERY WHERE query LIKE {p:String} ASYNC",
+                 params={"p": f"%FROM INFILE {sql_string(pipe_path)}%"})
 
 
 def _allowed_on_get(sql: str, query_class: str) -> bool:

@@ -64,8 +64,11 @@ def credentials(headers: Mapping[str, str], params: Mapping[str, str]) -> tuple[
 def read_body(rfile: BinaryIO, headers: Mapping[str, str]) -> Iterator[bytes]:
     """The raw request body in chunks, from Content-Length or chunked transfer encoding."""
     if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        while size := int(rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
-            yield rfile.read(size)
+        while size := int(_line(rfile).split(b";", 1)[0].strip() or b"0", 16):
+            chunk = rfile.read(size)
+            if len(chunk) < size:
+                raise ConnectionError("request body ended early")
+            yield chunk
             rfile.readline()  # the CRLF closing the chunk
         while rfile.readline() not in (b"\r\n", b"\n", b""):  # trailer headers, if any
             pass
@@ -77,6 +80,15 @@ def read_body(rfile: BinaryIO, headers: Mapping[str, str]) -> Iterator[bytes]:
             raise ConnectionError("request body ended early")
         remaining -= len(chunk)
         yield chunk
+
+
+def _line(rfile: BinaryIO) -> bytes:
+    """A chunk-size line; the connection closing before the last (zero) chunk is an error, so a
+    body cut short is never taken for a whole one."""
+    line = rfile.readline()
+    if not line:
+        raise ConnectionError("request body ended early")
+    return line
 
 
 _DECOMPRESSORS: dict[str, Callable[[], Any]] = {
@@ -207,6 +219,24 @@ def split_insert(head: bytes, complete: bool) -> InsertData | str | None:
             return InsertData(head[:start].decode().strip(), name.group(1), offset)
         previous, previous_end = word, end
     return None if complete else NEED_MORE
+
+
+def from_infile(statement: str, path: str, fmt: str) -> str:
+    """`INSERT INTO t [(cols)] FROM INFILE 'path' [SETTINGS ...] FORMAT fmt` from a split INSERT.
+
+    FROM INFILE goes before a SETTINGS clause, as the grammar wants. `path` is made by the caller
+    (never user input) but is quoted all the same.
+    """
+    settings_at = next((start for word, start, _end, depth in _words(statement)
+                        if depth == 0 and word == "SETTINGS"), len(statement))
+    parts = (statement[:settings_at].strip(), f"FROM INFILE {sql_string(path)}",
+             statement[settings_at:].strip(), f"FORMAT {fmt}")
+    return " ".join(part for part in parts if part)
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def output_format(sql: str) -> str | None:
