@@ -1,5 +1,5 @@
 """Fixtures of the embedded ClickHouse endpoint tests: one private endpoint per test module."""
 
-from endpoint_support import endpoint
+from endpoint_support import endpoint, table
 
-__all__ = ["endpoint"]
+__all__ = ["endpoint", "table"]

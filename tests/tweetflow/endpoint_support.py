@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +18,8 @@ from urllib.parse import urlencode
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
+
+from bench.harness import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ANALYST, ANALYST_PASSWORD = "analyst", "analyst-secret"
@@ -28,9 +30,7 @@ class Endpoint:
 
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.data_dir, self.log_path = data_dir, log_path
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -77,6 +77,15 @@ class Endpoint:
     def client(self, **kwargs: object) -> Client:
         kwargs.setdefault("username", "default")
         return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **kwargs)
+
+
+@pytest.fixture
+def table(endpoint: Endpoint) -> str:
+    """A fresh table `(id UInt64, s String, tags Array(String), n Nullable(Float64))`."""
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    endpoint.client().command(f"CREATE TABLE {name} (id UInt64, s String, tags Array(String), "
+                              "n Nullable(Float64)) ENGINE = MergeTree ORDER BY id")
+    return name
 
 
 @pytest.fixture(scope="module")

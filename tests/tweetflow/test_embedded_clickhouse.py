@@ -19,16 +19,6 @@ import zstandard
 from clickhouse_connect.driver.exceptions import DatabaseError
 from endpoint_support import ANALYST, ANALYST_PASSWORD, Endpoint
 
-
-@pytest.fixture
-def table(endpoint: Endpoint) -> str:
-    """A fresh table `(id UInt64, s String, tags Array(String), n Nullable(Float64))`."""
-    name = f"t_{uuid.uuid4().hex[:8]}"
-    endpoint.client().command(f"CREATE TABLE {name} (id UInt64, s String, tags Array(String), "
-                              "n Nullable(Float64)) ENGINE = MergeTree ORDER BY id")
-    return name
-
-
 ROWS = [[1, "it's \"quoted\"", ["a", "b"], 1.5], [2, "tab\there\nnewline", [], None]]
 COLUMNS = ["id", "s", "tags", "n"]
 

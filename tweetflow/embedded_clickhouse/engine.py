@@ -19,22 +19,33 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-import chdb
 from chdb import _chdb
 
-from tweetflow.embedded_clickhouse.http_protocol import from_infile, output_format, sql_string
+from tweetflow.embedded_clickhouse.errors import (
+    READONLY,
+    SESSION_IS_LOCKED,
+    SESSION_NOT_FOUND,
+    STD_EXCEPTION,
+    SYNTAX_ERROR,
+    ClickHouseError,
+)
+from tweetflow.embedded_clickhouse.http_protocol import (
+    from_infile,
+    output_format,
+    sql_string,
+    sql_words,
+)
+from tweetflow.embedded_clickhouse.processes import (
+    Processes,
+    Requester,
+    marker,
+    parse_kill,
+    rewrite_processes,
+    rewrite_user,
+)
+from tweetflow.embedded_clickhouse.profiles import check_limits, settings_sql
 from tweetflow.settings import Settings
 
-VERSION: str = chdb.engine_version
-
-# Engine error codes this module raises itself (names as in ClickHouse's ErrorCodes.cpp).
-_NAMES = {36: "BAD_ARGUMENTS", 48: "NOT_IMPLEMENTED", 62: "SYNTAX_ERROR", 164: "READONLY",
-          372: "SESSION_NOT_FOUND", 373: "SESSION_IS_LOCKED", 516: "AUTHENTICATION_FAILED",
-          1001: "STD_EXCEPTION"}
-BAD_ARGUMENTS, NOT_IMPLEMENTED, SYNTAX_ERROR, READONLY = 36, 48, 62, 164
-SESSION_NOT_FOUND, SESSION_IS_LOCKED, AUTHENTICATION_FAILED, STD_EXCEPTION = 372, 373, 516, 1001
-_ENGINE_ERROR = re.compile(
-    r"^Code: (\d+)\. (?:DB::Exception: )?(.*?)(?: \(([A-Z][A-Z0-9_]*)\))?$", re.S)
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # URL parameters of the HTTP interface itself; every other parameter is a ClickHouse setting.
@@ -43,28 +54,6 @@ HTTP_PARAMS = frozenset({
     "session_check", "user", "password", "quota_key", "compress", "decompress", "buffer_size",
     "wait_end_of_query", "client_protocol_version", "enable_http_compression", "stacktrace",
 })
-
-
-class ClickHouseError(Exception):
-    """An error shaped like the server's: `Code: N. DB::Exception: msg (NAME) (version V)`."""
-
-    def __init__(self, code: int, message: str, name: str | None = None) -> None:
-        self.code, self.message, self.name = code, message, name or _NAMES.get(code, "UNKNOWN")
-        super().__init__(self.text().strip())
-
-    @classmethod
-    def from_engine(cls, exc: BaseException) -> ClickHouseError:
-        text = re.sub(r"\s*\(version [0-9.]+\)\.?$", "", str(exc).strip())
-        # An error raised inside a FROM INFILE read comes wrapped once more: `Code: 27. DB::Exception:
-        # Code: 27. DB::Exception: ...`; the server shows it once.
-        text = re.sub(r"^(Code: \d+\. DB::Exception: )\1", r"\1", text)
-        if m := _ENGINE_ERROR.match(text):
-            return cls(int(m.group(1)), m.group(2).removesuffix("."), m.group(3))
-        return cls(STD_EXCEPTION, text)
-
-    def text(self) -> str:
-        return (f"Code: {self.code}. DB::Exception: {self.message}. ({self.name}) "
-                f"(version {VERSION})\n")
 
 
 @dataclass(frozen=True)
@@ -92,6 +81,9 @@ class Request:
     session_id: str | None = None
     session_timeout: float = 60.0
     session_check: bool = False
+    decompress: bool = False  # the body is in ClickHouse's compressed blocks (`decompress=1`)
+    stream: bool = False  # a result may be sent as it is produced (no wait_end_of_query=1)
+    query_id: str = ""
     settings: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     ignored_settings: list[str] = field(default_factory=list)
@@ -107,11 +99,19 @@ class Result:
     written_bytes: int = 0
     result_rows: int = 0
     result_bytes: int = 0
+    more: Iterator[bytes] | None = None  # the rest of a streamed result, after `body`
 
     @classmethod
     def from_chdb(cls, res: Any, fmt: str | None) -> Result:
         return cls(res.bytes() or b"", fmt, res.storage_rows_read(), res.storage_bytes_read(),
                    res.rows_written(), res.bytes_written(), res.rows_read(), res.bytes_read())
+
+    def add(self, res: Any) -> None:
+        """Count one more chunk of a streamed result."""
+        self.read_rows += res.storage_rows_read()
+        self.read_bytes += res.storage_bytes_read()
+        self.result_rows += res.rows_read()
+        self.result_bytes += res.bytes_read()
 
 
 def _run(conn: Any, sql: str, fmt: str = "TabSeparated", params: Mapping[str, str] | None = None
@@ -138,6 +138,10 @@ class Engine:
         # The anchor keeps the embedded engine alive while request connections come and go.
         self._anchor = _chdb.connect(path)
         self.timezone = _run(self._anchor, "SELECT timezone()").bytes().decode().strip()
+        columns = _run(self._anchor, "SELECT name FROM system.columns WHERE database = 'system' "
+                       "AND table = 'processes' AND default_kind != 'ALIAS'").bytes().decode().split()
+        self.processes = Processes(lambda sql, fmt, params: _run(self._anchor, sql, fmt, params),
+                                   columns)
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._sessions_lock = threading.Lock()
         # In-flight requests: close() waits for them, because closing the anchor under a running
@@ -182,13 +186,21 @@ class Engine:
             return
         conn = _chdb.connect(self.path)
         try:
-            if req.user.readonly or req.readonly_method:
-                _run(conn, f"SET readonly = {1 if req.user.readonly else 2}")
-            yield self._prepare(conn, req)
+            if req.user.readonly:  # the client's settings apply, then the connection turns readonly
+                _run(conn, settings_sql())
+                self._prepare(conn, req)
+                _run(conn, "SET readonly = 1")
+                yield conn
+            else:
+                if req.readonly_method:
+                    _run(conn, "SET readonly = 2")
+                yield self._prepare(conn, req)
         finally:
             conn.close()
 
     def _prepare(self, conn: Any, req: Request) -> Any:
+        if req.user.readonly:
+            check_limits(req.settings)
         self._apply_settings(conn, req)
         if req.database:
             _run(conn, f"USE `{req.database.replace('`', '``')}`")
@@ -227,6 +239,7 @@ class Engine:
                     raise ClickHouseError(SESSION_NOT_FOUND, f"Session {req.session_id} not found")
                 session = self._sessions[key] = _Session(_chdb.connect(self.path))
                 if req.user.readonly:
+                    _run(session.conn, settings_sql())
                     _run(session.conn, "SET readonly = 1")
             if not session.lock.acquire(blocking=False):
                 raise ClickHouseError(
@@ -257,13 +270,26 @@ class Engine:
         if req.readonly_method and req.session_id and not _allowed_on_get(sql, query_class):
             raise ClickHouseError(READONLY, "Cannot execute query in readonly mode")
         fmt = output_format(sql) or req.default_format
-        res = _run(conn, sql, req.default_format, req.params)
+        mark = marker(req.query_id, req.user.name)
+
+        def run(statement: str, fmt: str, params: Mapping[str, str]) -> Any:
+            return _run(conn, mark + statement, fmt, params)
+
+        if kill := parse_kill(sql):
+            requester = Requester(req.user.name, req.query_id, may_kill_any=not req.user.readonly)
+            return Result.from_chdb(self.processes.kill(run, kill, requester, req.default_format,
+                                                        req.params), kill["format"] or fmt)
+        statement = rewrite_user(rewrite_processes(sql, self.processes.view), req.user.name)
+        if req.stream and query_class == "READ_ONLY" and _is_select(sql):
+            return _stream(conn, mark + statement, req, fmt)
+        res = run(statement, req.default_format, req.params)
         result = Result.from_chdb(res, fmt)
         if not result.body and query_class != "READ_ONLY":
             result.format = None  # no result set: the server sends no X-ClickHouse-Format
         return result
 
-    def insert(self, conn: Any, statement: str, fmt: str, chunks: Iterable[bytes]) -> Result:
+    def insert(self, conn: Any, statement: str, fmt: str, chunks: Iterable[bytes],
+               mark: str = "") -> Result:
         """Stream `chunks` of `fmt`-encoded rows into `statement`; every error raises.
 
         Why not chDB's streaming-insert calls (`send_insert`, `insert_append`, `insert_done`): on
@@ -281,7 +307,7 @@ class Engine:
 
         def run() -> None:
             try:
-                outcome["result"] = _run(conn, from_infile(statement, pipe_path, fmt))
+                outcome["result"] = _run(conn, mark + from_infile(statement, pipe_path, fmt))
             except BaseException as exc:
                 outcome["error"] = exc
             finally:
@@ -320,6 +346,53 @@ class Engine:
         with suppress(ClickHouseError):
             _run(self._anchor, "KILL QUERY WHERE query LIKE {p:String} ASYNC",
                  params={"p": f"%FROM INFILE {sql_string(pipe_path)}%"})
+
+
+def _stream(conn: Any, sql: str, req: Request, fmt: str) -> Result:
+    """A result read from chDB chunk by chunk (~1 MB each, whole Native blocks). One that fits in
+    two chunks comes back whole; a longer one keeps the rest in `more`, which cancels the query
+    if it is not read to the end (the client went away)."""
+    try:
+        handle = conn.send_query(sql, req.default_format, params=dict(req.params))
+    except RuntimeError as exc:
+        raise ClickHouseError.from_engine(exc) from None
+    first = _fetch(conn, handle)
+    result = Result.from_chdb(first, fmt)
+    if not result.body:
+        return result
+    second = _fetch(conn, handle)
+    result.add(second)
+    if not second.bytes():
+        return result
+    result.more = _rest(conn, handle, result, second.bytes())
+    return result
+
+
+def _is_select(sql: str) -> bool:
+    """chDB streams SELECTs only (EXISTS, SHOW, DESCRIBE: "Streaming query is not supported")."""
+    first = next(sql_words(sql), None)
+    return first is not None and first[0] in ("SELECT", "WITH")
+
+
+def _fetch(conn: Any, handle: Any) -> Any:
+    try:
+        return conn.streaming_fetch_result(handle)
+    except RuntimeError as exc:
+        raise ClickHouseError.from_engine(exc) from None
+
+
+def _rest(conn: Any, handle: Any, result: Result, pending: bytes) -> Iterator[bytes]:
+    finished = False
+    try:
+        yield pending
+        while chunk := (res := _fetch(conn, handle)).bytes():
+            result.add(res)
+            yield chunk
+        finished = True
+    finally:
+        if not finished:
+            with suppress(RuntimeError):
+                conn.streaming_cancel_query(handle)
 
 
 def _allowed_on_get(sql: str, query_class: str) -> bool:

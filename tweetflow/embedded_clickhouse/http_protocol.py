@@ -125,11 +125,28 @@ def _decoded(chunks: Iterable[bytes], new: Callable[[], Any]) -> Iterator[bytes]
 # ---------------------------------------------------------------- response compression
 
 
-_COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
-    "gzip": lambda data: zlib.compress(data, wbits=16 + zlib.MAX_WBITS),
-    "deflate": zlib.compress,
-    "zstd": lambda data: zstandard.ZstdCompressor().compress(data),
-    "lz4": lz4.frame.compress,
+class _LZ4Frames:
+    """lz4.frame's streaming compressor with the compressobj interface of zlib and zstandard."""
+
+    def __init__(self) -> None:
+        self._frames = lz4.frame.LZ4FrameCompressor()
+        self._started = False
+
+    def compress(self, data: bytes) -> bytes:
+        head = b"" if self._started else self._frames.begin()
+        self._started = True
+        return head + self._frames.compress(data)
+
+    def flush(self) -> bytes:
+        return self.compress(b"") + self._frames.flush()
+
+
+# Streaming compressors: `compress(chunk)` as a response is written, `flush()` at its end.
+_COMPRESSORS: dict[str, Callable[[], Any]] = {
+    "gzip": lambda: zlib.compressobj(wbits=16 + zlib.MAX_WBITS),
+    "deflate": zlib.compressobj,
+    "zstd": lambda: zstandard.ZstdCompressor().compressobj(),
+    "lz4": _LZ4Frames,
 }
 
 
@@ -142,8 +159,9 @@ def response_encoding(accept_encoding: str) -> str | None:
     return None
 
 
-def compress(data: bytes, encoding: str) -> bytes:
-    return _COMPRESSORS[encoding](data)
+def compressor(encoding: str) -> Any:
+    """A streaming compressor for a Content-Encoding named by `response_encoding`."""
+    return _COMPRESSORS[encoding]()
 
 
 # ---------------------------------------------------------------- SQL boundaries
@@ -155,7 +173,7 @@ _CLOSING_QUOTE = {"'": re.compile(r"(?:[^'\\]|\\.|'')*'", re.S),
                   "`": re.compile(r"(?:[^`\\]|\\.|``)*`", re.S)}
 
 
-def _words(text: str) -> Iterator[tuple[str, int, int, int]]:
+def sql_words(text: str) -> Iterator[tuple[str, int, int, int]]:
     """(WORD, start, end, paren depth) for bare words, skipping literals, quoted names, comments."""
     i, depth, n = 0, 0, len(text)
     while i < n:
@@ -202,7 +220,7 @@ def split_insert(head: bytes, complete: bool) -> InsertData | str | None:
     beyond it. Offsets are byte offsets (latin-1 keeps one char per byte while scanning).
     """
     text = head.decode("latin-1")
-    words = _words(text)
+    words = sql_words(text)
     first = next(words, None)
     if first is None or first[0] != "INSERT":
         return None if (first or complete) else NEED_MORE
@@ -227,7 +245,7 @@ def from_infile(statement: str, path: str, fmt: str) -> str:
     FROM INFILE goes before a SETTINGS clause, as the grammar wants. `path` is made by the caller
     (never user input) but is quoted all the same.
     """
-    settings_at = next((start for word, start, _end, depth in _words(statement)
+    settings_at = next((start for word, start, _end, depth in sql_words(statement)
                         if depth == 0 and word == "SETTINGS"), len(statement))
     parts = (statement[:settings_at].strip(), f"FROM INFILE {sql_string(path)}",
              statement[settings_at:].strip(), f"FORMAT {fmt}")
@@ -242,7 +260,7 @@ def sql_string(value: str) -> str:
 def output_format(sql: str) -> str | None:
     """The format named by a trailing `FORMAT X` clause of a query, if it has one."""
     found = None
-    for word, _start, end, depth in _words(sql):
+    for word, _start, end, depth in sql_words(sql):
         if depth == 0 and word == "FORMAT" and (match := _TRAILING_FORMAT.match(sql, end)):
             found = match.group(1)
     return found

@@ -14,34 +14,36 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tweetflow.embedded_clickhouse.compressed_blocks import unframe
 from tweetflow.embedded_clickhouse.engine import (
-    AUTHENTICATION_FAILED,
-    BAD_ARGUMENTS,
     HTTP_PARAMS,
-    NOT_IMPLEMENTED,
-    READONLY,
-    STD_EXCEPTION,
-    SYNTAX_ERROR,
-    VERSION,
-    ClickHouseError,
     Engine,
     Request,
     Result,
     User,
     users_from_settings,
 )
+from tweetflow.embedded_clickhouse.errors import (
+    AUTHENTICATION_FAILED,
+    BAD_ARGUMENTS,
+    QUERY_WAS_CANCELLED,
+    READONLY,
+    STD_EXCEPTION,
+    SYNTAX_ERROR,
+    VERSION,
+    ClickHouseError,
+)
 from tweetflow.embedded_clickhouse.http_protocol import (
     CHUNK_SIZE,
     NEED_MORE,
     InsertData,
-    compress,
     content_type,
     credentials,
     decompress,
@@ -50,6 +52,8 @@ from tweetflow.embedded_clickhouse.http_protocol import (
     response_encoding,
     split_insert,
 )
+from tweetflow.embedded_clickhouse.processes import marker, name_user, on_disconnect
+from tweetflow.embedded_clickhouse.responses import BodyEncoder, whole, write_chunked
 from tweetflow.settings import Settings, get_settings
 
 log = logging.getLogger("tweetflow.embedded_clickhouse")
@@ -73,6 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         self._serve(readonly_method=False)
+
+    def handle(self) -> None:
+        """A client resetting a kept-alive connection (the JDBC driver's cancel does) is no error."""
+        with suppress(ConnectionError):
+            super().handle()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: `_serve` logs one line per query instead of one per HTTP exchange."""
@@ -102,51 +111,85 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": engine.timezone,
                    "X-ClickHouse-Server-Display-Name": _DISPLAY_NAME}
         user_name, result, req = "-", Result(), None
+        error: ClickHouseError | None = None
+        encoder, payload = BodyEncoder(), b""
+        self._streaming = False
+        self._watch = ExitStack()  # the disconnect watcher, while the statement runs and answers
         try:
             user_name, password = credentials(self.headers, params)
             req = self._request(_authenticate(engine.users, user_name, password), params, readonly)
-            with engine.connection(req) as conn:
+            req.query_id = query_id
+            with self._watch, engine.processes.track(query_id), engine.connection(req) as conn:
                 result = self._execute(engine, conn, req, params.get("query", ""), body)
+                encoder = self._encoder(params, result)
+                if result.more is None:
+                    payload = whole(encoder, result.body)
+                else:  # sent while the connection is still open
+                    self._answer(headers, result, encoder, started)
         except ClickHouseError as err:
-            error: ClickHouseError | None = err
+            error = name_user(err, req.user.name) if req else err
             if err.code == READONLY and req and readonly and not req.user.readonly:
                 err.message += (". For queries over HTTP, method GET implies readonly. You should "
                                 "use method POST for modifying queries")
+        except ConnectionError:
+            error = ClickHouseError(QUERY_WAS_CANCELLED, "the client closed the connection")
         except Exception as exc:  # anything else still answers like the server: Code + 500
             log.exception("unexpected failure in query %s", query_id)
             error = ClickHouseError(STD_EXCEPTION, f"{type(exc).__name__}: {exc}")
-        else:
-            error = None
         elapsed = time.monotonic() - started
-        headers["X-ClickHouse-Summary"] = _summary(result, elapsed)
-        if error is None:
-            if result.format:
-                headers["X-ClickHouse-Format"] = result.format
-            headers["Content-Type"] = content_type(result.format or "TabSeparated")
-            encoding = None
-            if params.get("enable_http_compression", "0").lower() in ("1", "true"):
-                encoding = response_encoding(self.headers.get("Accept-Encoding", ""))
-            self._send(200, result.body, headers, encoding)
+        if self._streaming:
+            self.close_connection = error is not None  # a body cut short: no final chunk
+        elif error is None:
+            self._answer(headers, result, encoder, started, payload)
         else:
-            headers.update({"X-ClickHouse-Exception-Code": str(error.code),
+            headers.update({"X-ClickHouse-Summary": _summary(result, elapsed),
+                            "X-ClickHouse-Exception-Code": str(error.code),
                             "Content-Type": "text/plain; charset=UTF-8"})
             self._send(http_status(error.name), error.text().encode(), headers)
         rows = result.written_rows or result.result_rows
         ignored = f" ignored_settings={','.join(req.ignored_settings)}" if (
             req and req.ignored_settings) else ""
         outcome = f"error=Code:{error.code}:{error.name}" if error else "ok"
-        log.info("%s user=%s %.1fms rows=%d %s query_id=%s%s | %s", self.command, user_name,
-                 elapsed * 1000, rows, outcome, query_id, ignored,
-                 " ".join(self._statement.split())[:200])
+        log.info("%s user=%s %.1fms rows=%d %s%s query_id=%s%s | %s", self.command, user_name,
+                 elapsed * 1000, rows, outcome, " streamed" if self._streaming else "", query_id,
+                 ignored, " ".join(self._statement.split())[:200])
+
+    def _encoder(self, params: Mapping[str, str], result: Result) -> BodyEncoder:
+        encoding = None
+        if _enabled(params.get("enable_http_compression")):
+            encoding = response_encoding(self.headers.get("Accept-Encoding", ""))
+        return BodyEncoder.for_request(
+            result.format, _int(params.get("client_protocol_version")),
+            _enabled(params.get("compress")), params.get("network_compression_method", "lz4"),
+            encoding)
+
+    def _answer(self, headers: dict[str, str], result: Result, encoder: BodyEncoder,
+                started: float, payload: bytes | None = None) -> None:
+        """A result: whole with its Content-Length, or streamed (`payload` None) as chunks."""
+        headers["X-ClickHouse-Summary"] = _summary(result, time.monotonic() - started)
+        if result.format:
+            headers["X-ClickHouse-Format"] = result.format
+        headers["Content-Type"] = content_type(result.format or "TabSeparated")
+        if payload is not None:
+            if payload and encoder.content_encoding:
+                headers["Content-Encoding"] = encoder.content_encoding
+            self._send(200, payload, headers)
+            return
+        if encoder.content_encoding:
+            headers["Content-Encoding"] = encoder.content_encoding
+        self._streaming = True
+        self._send_headers(200, {**headers, "Transfer-Encoding": "chunked"})
+        try:
+            write_chunked(self.wfile, encoder, chain([result.body], result.more or []))
+        finally:
+            if result.more is not None:
+                result.more.close()  # cancels the query unless it was read to the end
 
     def _request(self, user: User, params: dict[str, str], readonly: bool) -> Request:
         try:
             session_timeout = float(params.get("session_timeout") or 60)
         except ValueError:
             raise ClickHouseError(BAD_ARGUMENTS, "Invalid session timeout") from None
-        if "1" in (params.get("compress"), params.get("decompress")):
-            raise ClickHouseError(NOT_IMPLEMENTED, "ClickHouse's own compress/decompress=1 "
-                                  "framing is not supported here: use Content-Encoding")
         return Request(
             user=user,
             readonly_method=readonly,
@@ -155,7 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
                             or "TabSeparated"),
             session_id=params.get("session_id") or None,
             session_timeout=session_timeout,
-            session_check=params.get("session_check", "0") in ("1", "true"),
+            session_check=_enabled(params.get("session_check")),
+            decompress=_enabled(params.get("decompress")),
+            stream=not _enabled(params.get("wait_end_of_query")),
             settings={k: v for k, v in params.items()
                       if k not in HTTP_PARAMS and not k.startswith("param_")},
             params={k[6:]: v for k, v in params.items() if k.startswith("param_")},
@@ -172,6 +217,8 @@ class _Handler(BaseHTTPRequestHandler):
             data = decompress(body, self.headers.get("Content-Encoding", ""))
         except ValueError as exc:
             raise ClickHouseError(BAD_ARGUMENTS, str(exc)) from None
+        if req.decompress:
+            data = unframe(data)
         stream = chain([(url_query + "\n").encode()] if url_query else [], data)
         head, split = b"", split_insert(b"", complete=False)
         while split == NEED_MORE and len(head) < _MAX_STATEMENT_SCAN:
@@ -181,24 +228,36 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(split, InsertData):
             self._statement = f"{split.statement} FORMAT {split.format}"
             rows = chain([head[split.data_offset:]], stream)
-            return engine.insert(conn, split.statement, split.format, rows)
+            return engine.insert(conn, split.statement, split.format, rows,
+                                 marker(req.query_id, req.user.name))
         self._statement = sql = (head + b"".join(stream)).decode(errors="replace").strip()
         if not sql:
             raise ClickHouseError(SYNTAX_ERROR, "Empty query")
+        # The request is read whole: from here on, the client closing its end means it gave up.
+        self._watch.enter_context(on_disconnect(
+            self.connection, lambda: engine.processes.cancel(req.query_id, req.user.name)))
         return engine.query(conn, req, sql)
 
-    def _send(self, status: int, body: bytes, headers: Mapping[str, str],
-              encoding: str | None = None) -> None:
-        if encoding and body:
-            body = compress(body, encoding)
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self._send_headers(status, {**headers, "Content-Length": str(len(body))})
+        self.wfile.write(body)
+
+    def _send_headers(self, status: int, headers: Mapping[str, str]) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
-        if encoding and body:
-            self.send_header("Content-Encoding", encoding)
-        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+
+
+def _enabled(value: str | None) -> bool:
+    return (value or "0").lower() in ("1", "true")
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        raise ClickHouseError(BAD_ARGUMENTS, f"Not a number: {value!r}") from None
 
 
 def _authenticate(users: Mapping[str, User], name: str, password: str) -> User:
