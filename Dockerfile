@@ -45,7 +45,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY . .
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --inexact --no-install-package chdb-core \
-    && /opt/venv/bin/python -m compileall -q tweetflow streaming query_service \
+    && /opt/venv/bin/python -m compileall -q tweetflow streaming ingest_service query_service \
        analytics_pipeline bench deploy/scripts \
     && /opt/venv/bin/python -m analytics_pipeline.dbt_models \
     && mkdir -p dbt_project/logs

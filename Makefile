@@ -29,8 +29,9 @@ status:
 	$(TWEETFLOW) stack status
 
 # The whole platform on sample data; leaves the stack and UIs running.
+# `make demo SOURCE=jetstream`: live posts from Bluesky's Jetstream instead (needs a network).
 demo: stack-up
-	$(BIN)/python -m tweetflow.demo
+	$(BIN)/python -m tweetflow.app.demo $(if $(SOURCE),--source $(SOURCE))
 
 # Unit and integration tests against the real local stack, which is stopped afterwards.
 # A stack that was already running (say, `make demo`'s) is left running.

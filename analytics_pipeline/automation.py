@@ -1,15 +1,16 @@
-"""When the marts rebuild: a sensor for days whose raw data moved, and an hourly schedule.
+"""When the marts rebuild: a sensor for days whose raw data moved past the marts, and an hourly schedule.
 
-The sensor keeps, per event day, a fingerprint of the raw tables (distinct Tweets and newest
-ingestion time; likewise for the deletes of that day's Tweets) as its JSON cursor. A day whose
-fingerprint changed (late events, replays, deletes) is requested again, whatever its age;
-consecutive days go into one run, which the marts' single-run backfill policy builds with one
-dbt invocation. The hourly schedule rebuilds yesterday and today regardless, so the marts stay
-fresh even when nothing moved. The sensor looks every five minutes: minute-fresh numbers are
-Redis's job (the hot path), the marts' is exactness.
-
-Fingerprints are merge-invariant on purpose: ReplacingMergeTree merges drop duplicate rows, which
-must not look like movement; uniqExact(tweet_id) and max(ingested_at) survive a merge.
+The consumers stamp a raw version per event day with every batch (`raw_day_versions`), and every
+mart build records, per day, the raw version it was built from (`mart_day_versions`, written by
+dbt's hooks; docs/marts-coverage.md). The sensor reads only those two small tables: a day whose
+raw version is newer than some mart's version of it (late events, an archive, replays, deletes of
+old Tweets) is requested, whatever its age, once per raw version (the cursor keeps the versions
+already requested); consecutive days go into one run, which the marts' single-run backfill policy
+builds with one dbt invocation. Measured: about 10 ms an evaluation whatever the size of
+raw_tweets, where the previous per-day fingerprint scanned all of it (bench.sensor_bench).
+The hourly schedule rebuilds yesterday and today regardless, so the marts stay fresh even when
+nothing moved. The sensor looks every five minutes: minute-fresh numbers are Redis's job (the hot
+path), and until a mart catches up the query service answers its stale days from the raw tables.
 """
 
 import hashlib
@@ -33,6 +34,7 @@ from dagster import (
 
 from analytics_pipeline.partitions import daily_partitions
 from analytics_pipeline.resources import TweetflowResource
+from tweetflow.schema import MART_DAY_VERSIONS, RAW_DAY_VERSIONS
 
 # define_asset_job's result; its class is not exported by dagster.
 AssetJob = JobDefinition | Any
@@ -40,39 +42,36 @@ AssetJob = JobDefinition | Any
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-_FINGERPRINTS_SQL = """
-SELECT toString(day), toString(tweets), toString(newest) FROM (
-    SELECT toDate(created_at) AS day, uniqExact(tweet_id) AS tweets, max(ingested_at) AS newest
-    FROM raw_tweets GROUP BY day
-)
-"""
-_DELETE_FINGERPRINTS_SQL = """
-SELECT toString(day), toString(deletes), toString(newest) FROM (
-    SELECT toDate(t.created_at) AS day, uniqExact(d.tweet_id) AS deletes,
-           max(d.ingested_at) AS newest
-    FROM tweet_deletes AS d
-    INNER JOIN (SELECT DISTINCT tweet_id, created_at FROM raw_tweets) AS t USING (tweet_id)
-    GROUP BY day
-)
-"""
+_RAW_VERSIONS_SQL = f"SELECT toString(day), toString(max(version)) FROM {RAW_DAY_VERSIONS} GROUP BY day"
+_MART_VERSIONS_SQL = (f"SELECT mart, toString(day), toString(argMax(raw_version, built_at)) "
+                      f"FROM {MART_DAY_VERSIONS} GROUP BY mart, day")
 
 
-def day_fingerprints(tweetflow: TweetflowResource) -> dict[str, str]:
-    """Per event day (YYYY-MM-DD): a string that changes whenever the day's raw data moves."""
+def stale_days(tweetflow: TweetflowResource) -> dict[str, str]:
+    """Days (YYYY-MM-DD) whose raw version is newer than some mart's version: day -> raw version.
+
+    With no mart built yet, every day with raw data is stale.
+    """
     client = tweetflow.clickhouse()
     try:
-        tweets = client.query(_FINGERPRINTS_SQL).result_rows
-        deletes = client.query(_DELETE_FINGERPRINTS_SQL).result_rows
+        raw = client.query(_RAW_VERSIONS_SQL).result_rows
+        try:
+            built = client.query(_MART_VERSIONS_SQL).result_rows
+        except Exception as exc:  # dbt has not run yet: no mart_day_versions
+            if "UNKNOWN_TABLE" not in str(exc) and "Code: 60." not in str(exc):
+                raise
+            built = []
     finally:
         client.close()
-    prints = {day: f"t{n}@{newest}" for day, n, newest in tweets}
-    for day, n, newest in deletes:
-        prints[day] = f"{prints.get(day, 't0')}|d{n}@{newest}"
-    return prints
+    marts: dict[str, dict[str, str]] = {}
+    for mart, day, version in built:
+        marts.setdefault(mart, {})[day] = version
+    return {day: version for day, version in raw
+            if not marts or any(m.get(day, "") < version for m in marts.values())}
 
 
 def moved_days(previous: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
-    """Days whose fingerprint is new or changed, in order."""
+    """Days whose raw version is new or changed since the previous evaluation, in order."""
     return sorted(day for day, mark in current.items() if previous.get(day) != mark)
 
 
@@ -100,11 +99,12 @@ def build_raw_change_sensor(job: AssetJob,
 
     @sensor(name="raw_data_moved", job=job, minimum_interval_seconds=minimum_interval_seconds,
             default_status=DefaultSensorStatus.RUNNING, description=(
-                "Rebuilds the mart partitions (event days) whose raw Tweets or deletes changed."))
+                "Rebuilds the mart partitions (event days) whose raw Tweets or deletes moved past "
+                "the marts' versions of them."))
     def raw_data_moved(context: SensorEvaluationContext,
                        tweetflow: TweetflowResource) -> SensorResult:
         previous = json.loads(context.cursor).get("days", {}) if context.cursor else {}
-        current = day_fingerprints(tweetflow)
+        current = stale_days(tweetflow)
         moved = moved_days(previous, current)
         valid = set(daily_partitions.get_partition_keys())
         outside = [d for d in moved if d not in valid]

@@ -36,16 +36,17 @@ AGREEMENT_GRACE_SECONDS = 120
 
 
 @asset_check(asset=STG_TWEETS, name="no_duplicate_tweet_ids", description=(
-    "Staging has exactly one row per Tweet id (its dedup works), and how many raw versions are "
-    "waiting for a merge (information only: staging reads through them)."))
+    "Staging has exactly one row per Tweet, an edited one's versions included (its dedup works), "
+    "and how many raw versions are waiting for a merge (information only: staging reads through "
+    "them)."))
 def no_duplicate_tweet_ids(tweetflow: TweetflowResource) -> AssetCheckResult:
     client = tweetflow.clickhouse()
     try:
         rows, ids = client.query(
-            "SELECT count(), uniqExact(tweet_id) FROM stg_tweets").result_rows[0]
+            "SELECT count(), uniqExact(chain_root_id) FROM stg_tweets").result_rows[0]
         samples = client.query(
-            "SELECT tweet_id, count() AS copies FROM stg_tweets GROUP BY tweet_id "
-            "HAVING copies > 1 ORDER BY copies DESC, tweet_id LIMIT 10").result_rows
+            "SELECT chain_root_id, count() AS copies FROM stg_tweets GROUP BY chain_root_id "
+            "HAVING copies > 1 ORDER BY copies DESC, chain_root_id LIMIT 10").result_rows
         raw_rows, raw_ids = client.query(
             "SELECT count(), uniqExact(tweet_id) FROM raw_tweets").result_rows[0]
     finally:
@@ -54,9 +55,9 @@ def no_duplicate_tweet_ids(tweetflow: TweetflowResource) -> AssetCheckResult:
         passed=rows == ids,
         metadata={
             "rows": rows,
-            "distinct_tweet_ids": ids,
+            "distinct_tweets": ids,  # edit chains
             "duplicate_rows": rows - ids,
-            "duplicate_samples": MetadataValue.json([{"tweet_id": t, "copies": c}
+            "duplicate_samples": MetadataValue.json([{"chain_root_id": t, "copies": c}
                                                      for t, c in samples]),
             "raw_versions_not_yet_merged": raw_rows - raw_ids,
         },

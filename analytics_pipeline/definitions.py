@@ -29,7 +29,7 @@ from analytics_pipeline.ingestion import (
     redis_hot_aggregates,
     tweets_raw_topic,
 )
-from analytics_pipeline.replay_job import replay_validation
+from analytics_pipeline.replay_validation import replay_validation
 from analytics_pipeline.resources import TweetflowResource
 
 # Staging comes along (a view: recreating it is cheap), so a fresh database or a changed view

@@ -22,6 +22,7 @@ from dagster import (
 )
 
 from analytics_pipeline.resources import TweetflowResource
+from streaming.offsets import group_lag
 from tweetflow.hot_keys import GRAIN_SECONDS
 from tweetflow.settings import Settings
 
@@ -36,29 +37,11 @@ HOT_AGGREGATES_KEY = AssetKey("redis_hot_aggregates")
 GROUP = "ingestion"
 
 
-def topic_offsets(settings: Settings, timeout: float = 10.0) -> list[dict[str, int]]:
-    """Per partition of the raw topic: first and end offsets, the group's committed offset, lag."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.consumer_group, "enable.auto.commit": False})
-    try:
-        topic = consumer.list_topics(settings.topic_raw, timeout=timeout).topics[settings.topic_raw]
-        if topic.error is not None:
-            raise RuntimeError(f"topic {settings.topic_raw}: {topic.error}")
-        partitions = [TopicPartition(settings.topic_raw, p) for p in sorted(topic.partitions)]
-        # committed() only reads the group's offsets; it does not join the group.
-        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout)}
-        rows = []
-        for tp in partitions:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
-            done = committed.get(tp.partition, -1)
-            lag = high - done if done >= 0 else high - low
-            rows.append({"partition": tp.partition, "low": low, "high": high,
-                         "committed": done, "lag": lag})
-        return rows
-    finally:
-        consumer.close()
+def topic_offsets(settings: Settings) -> list[dict[str, int]]:
+    """Per partition of the raw topic: first and end offsets, the group's committed offset
+    (-1: none), lag."""
+    return [{"partition": r.partition, "low": r.low, "high": r.high, "committed": r.committed,
+             "lag": r.lag} for r in group_lag(settings)]
 
 
 @multi_observable_source_asset(

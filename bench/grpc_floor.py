@@ -20,7 +20,8 @@ from pathlib import Path
 
 import grpc
 
-from query_service.server import supervise, use_uvloop
+from tweetflow.grpc_server import use_uvloop
+from tweetflow.supervisor import supervise
 from tweetflow.v1 import analytics_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["AnalyticsService"]
@@ -50,7 +51,7 @@ async def _serve(port: int, response: bytes) -> None:
 
 
 def serve(port: int, response: bytes) -> None:
-    use_uvloop()  # the event loop query_service.server runs on
+    use_uvloop()  # the event loop the query service runs on
     asyncio.run(_serve(port, response))
 
 
@@ -69,11 +70,11 @@ def main() -> int:
     parser.add_argument("--response", type=Path, required=True,
                         help="file holding the serialized response every call gets")
     args = parser.parse_args()
+    response = args.response.read_bytes()
     if args.processes == 1:
-        serve(args.port, args.response.read_bytes())
+        serve(args.port, response)
         return 0
-    return supervise([[sys.executable, "-m", "bench.grpc_floor", "--port", str(args.port),
-                       "--response", str(args.response)]] * args.processes)
+    return supervise("floor", serve, [(args.port, response)] * args.processes)
 
 
 if __name__ == "__main__":

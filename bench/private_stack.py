@@ -3,7 +3,7 @@ directory, for the outage scenario.
 
 Why not stop the shared stack's processes: whatever else uses the stack at the time (a demo, a
 test run, another bench) would fail for reasons of ours. The private stack is started, stopped and
-restarted by the same code as the shared one (`tweetflow.stack`: `Stack(settings).up()` starts
+restarted by the same code as the shared one (`tweetflow.app.stack`: `Stack(settings).up()` starts
 whatever is down), so what the scenario restarts is what users run.
 """
 
@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 from bench.harness import free_port
+from tweetflow.app.stack.components import ClickHouseEndpoint, Component, Kafka, Redis
+from tweetflow.app.stack.manager import Stack
+from tweetflow.app.stack.process import ManagedProcess, StackError, wait_until
 from tweetflow.settings import Settings
-from tweetflow.stack.components import ClickHouseEndpoint, Component, Kafka, Redis
-from tweetflow.stack.manager import Stack
-from tweetflow.stack.process import ManagedProcess, StackError, wait_until
 
 COMPONENTS = ("redis", "clickhouse", "kafka")
 PREFIX = "tweetflow-bench-stack-"

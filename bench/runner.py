@@ -25,6 +25,11 @@ from tweetflow.settings import PROJECT_ROOT, get_settings
 REPORTS = PROJECT_ROOT / "reports"
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenarios", nargs="*")
+    parser.add_argument("--quick", action="store_true")
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `tweetflow bench` (args.scenarios, args.quick)."""
     cli_setup()
@@ -48,7 +53,7 @@ def cli_setup() -> None:
 
 
 def stack_lines() -> list[str]:
-    from tweetflow.stack.manager import stack_status
+    from tweetflow.app.stack.manager import stack_status
 
     return [f"{r.name} {r.version or '?'} ({r.state}, {r.address})" for r in stack_status()]
 
@@ -56,7 +61,7 @@ def stack_lines() -> list[str]:
 def run_scenarios(names: Sequence[str], *, quick: bool, options: dict[str, Any] | None = None,
                   reports_root: Path = REPORTS) -> int:
     """Run the scenarios in order; 0 when every one passed."""
-    from tweetflow.stack.manager import stack_up
+    from tweetflow.app.stack.manager import stack_up
 
     settings = get_settings()
     began, started = time.monotonic(), datetime.now(UTC)
@@ -102,6 +107,5 @@ def _write(out_dir: Path, results: list[ScenarioResult], quick: bool, started: d
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench.runner")
-    parser.add_argument("scenarios", nargs="*")
-    parser.add_argument("--quick", action="store_true")
+    add_arguments(parser)
     sys.exit(run(parser.parse_args()))

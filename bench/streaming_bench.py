@@ -28,6 +28,7 @@ from bench import harness
 from bench.report import ScenarioResult, pyplot, rate_between, save
 from bench.scenarios import Context
 from streaming.consume_cli import default_workers
+from streaming.offsets import TopicProbe, watermarks
 from tweetflow.settings import Settings
 
 NAME = "throughput"
@@ -63,9 +64,7 @@ def bare_consume(settings: Settings) -> Bound:
 
     from streaming.worker import consumer_config
 
-    probe = harness.KafkaProbe(settings)
-    marks = probe.watermarks()
-    probe.close()
+    marks = watermarks(settings)
     wanted = {p: hi for p, (lo, hi) in marks.items() if hi > lo}
     consumer = Consumer(consumer_config(settings, **{"group.id": f"bench-bare-{uuid.uuid4().hex[:6]}"}))
     consumer.assign([TopicPartition(settings.topic_raw, p, marks[p][0]) for p in wanted])
@@ -167,7 +166,8 @@ def run(ctx: Context) -> ScenarioResult:
         finals = harness.produce(s, "--rate", "0", "--duration", "0", "--count",
                                  str(messages // 2), "--history-hours", "1", processes=2,
                                  log_path=ctx.path("throughput-loadgen.log"))
-        total = harness.KafkaProbe(s).total()
+        with TopicProbe(s) as probe:
+            total = probe.total()
         produced = sum(f.get("delivered", 0) for f in finals)
         produce_s = max(f.get("elapsed", 0) for f in finals)
         result.add("messages published", total, "", f"{messages // 2 * 2:,}",

@@ -26,9 +26,11 @@ from query_service.planner import (
     USER_ACTIVITY,
     VOLUME,
     Capability,
+    Coverage,
     Part,
     Source,
 )
+from tweetflow.schema import MART_DAY_VERSIONS, RAW_DAY_VERSIONS
 from tweetflow.settings import Settings
 
 STG_TWEETS = "stg_tweets"
@@ -47,7 +49,9 @@ MARTS_BY_CAPABILITY: dict[Capability, dict[int, tuple[str, str]]] = {
     USER_ACTIVITY: {DAY: USER_ACTIVITY_MART},
     ENGAGEMENT: {DAY: ENGAGEMENT_MART},
 }
-FRESHNESS_TTL_SECONDS = 30.0
+# How long a mart's coverage is reused: data consumed for an old day is answered from raw at most
+# this long after it was written (the lookup costs one small query per mart).
+COVERAGE_TTL_SECONDS = 1.0
 # ClickHouse error codes meaning "that table (or database) does not exist".
 _MISSING_CODES = ("Code: 60.", "Code: 81.", "UNKNOWN_TABLE", "UNKNOWN_DATABASE")
 
@@ -256,11 +260,27 @@ def engagement(parts: Sequence[Part]) -> Query:
     return Query(f"SELECT {sums} FROM (\n{_union(selects)}\n)", params)
 
 
-def freshness(table: str, column: str, grain: int) -> Query:
-    """The start of the mart's newest bucket: the mart is complete before it (the newest bucket
-    may have been built while still open)."""
-    epoch = f"toUInt32(max({column})) * 86400" if grain == DAY else f"toUInt32(max({column}))"
-    return Query(f"SELECT {epoch} FROM {table}")
+def uncovered_days(mart: str) -> Query:
+    """The days (epoch seconds) whose raw data moved after `mart` was last built for them, and
+    whether the mart has recorded any build at all (docs/marts-coverage.md).
+
+    Reads only the two small version tables: a row per day and batch before merges, per day after.
+    """
+    return Query(f"""
+SELECT toUInt32(r.day) * 86400, (SELECT count() > 0 FROM {MART_DAY_VERSIONS} WHERE mart = {{m:String}})
+FROM (SELECT day, max(version) AS rv FROM {RAW_DAY_VERSIONS} GROUP BY day) AS r
+LEFT JOIN (SELECT day, argMax(raw_version, built_at) AS mv FROM {MART_DAY_VERSIONS}
+           WHERE mart = {{m:String}} GROUP BY day) AS m ON m.day = r.day
+WHERE m.mv < r.rv
+UNION ALL
+SELECT 0, (SELECT count() > 0 FROM {MART_DAY_VERSIONS} WHERE mart = {{m:String}})""", {"m": mart})
+
+
+def old_days_generation(horizon_seconds: int) -> Query:
+    """The newest raw version of any day not wholly inside the hot horizon: it moves only when
+    such a day receives data (an archive, a late Tweet, a delete of an old Tweet)."""
+    return Query(f"SELECT toUInt64(toUnixTimestamp64Micro(max(version))) FROM {RAW_DAY_VERSIONS} "
+                 "WHERE day < toDate(now() - {h:UInt32})", {"h": horizon_seconds})
 
 
 # --- execution ------------------------------------------------------------------------------
@@ -278,7 +298,9 @@ class ClickHouseStore:
         self._factory = client_factory or self._default_factory
         self._client: Any = None
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="clickhouse")
-        self._freshness: dict[str, tuple[float, int | None]] = {}
+        self._freshness: dict[str, tuple[float, Coverage | None]] = {}
+        self._generation, self._generation_expires = 0, 0.0
+        self._generation_task: asyncio.Future | None = None
 
     def _default_factory(self) -> Any:
         from tweetflow.clients import clickhouse_client
@@ -315,27 +337,49 @@ class ClickHouseStore:
         except TimeoutError as exc:
             raise ClickHouseUnavailable(f"no answer within {timeout:.1f}s") from exc
 
-    async def marts_through(self, capability: Capability, timeout: float) -> dict[int, int | None]:
-        """Per grain, the instant before which the question's mart is complete (None: missing)."""
-        through: dict[int, int | None] = {}
-        for grain, (table, column) in MARTS_BY_CAPABILITY[capability].items():
-            through[grain] = await self._table_freshness(table, column, grain, timeout)
+    async def marts_through(self, capability: Capability, timeout: float) -> dict[int, Coverage | None]:
+        """Per grain, where the question's mart answers exactly (None: not built, or missing)."""
+        through: dict[int, Coverage | None] = {}
+        for grain, (table, _column) in MARTS_BY_CAPABILITY[capability].items():
+            through[grain] = await self._coverage(table, timeout)
         return through
 
-    async def _table_freshness(self, table: str, column: str, grain: int,
-                               timeout: float) -> int | None:
+    async def _coverage(self, table: str, timeout: float) -> Coverage | None:
         cached = self._freshness.get(table)
         if cached and cached[0] > time.monotonic():
             return cached[1]
         try:
-            rows = await self.rows(freshness(table, column, grain), timeout)
-            value: int | None = int(rows[0][0]) if rows and rows[0][0] else None
-        except MissingRelation:
+            rows = await self.rows(uncovered_days(table), timeout)
+            built = any(row[1] for row in rows)
+            value = Coverage(gaps=frozenset(r[0] for r in rows if r[0])) if built else None
+        except MissingRelation:  # no mart built yet (dbt creates mart_day_versions)
             value = None
-        self._freshness[table] = (time.monotonic() + FRESHNESS_TTL_SECONDS, value)
+        self._freshness[table] = (time.monotonic() + COVERAGE_TTL_SECONDS, value)
         return value
 
+    async def generation(self, horizon_seconds: int) -> int:
+        """`old_days_generation`, at most about a second old. Only the first call waits for it;
+        afterwards a stale value starts a refresh in the background (a failed one keeps the last
+        value), so the hot path never waits for ClickHouse."""
+        if self._generation_expires < time.monotonic() and self._generation_task is None:
+            self._generation_task = asyncio.ensure_future(self._refresh_generation(horizon_seconds))
+            if not self._generation_expires:
+                await asyncio.shield(self._generation_task)
+        return self._generation
+
+    async def _refresh_generation(self, horizon_seconds: int) -> None:
+        try:
+            rows = await self.rows(old_days_generation(horizon_seconds), 2.0)
+            self._generation = int(rows[0][0]) if rows and rows[0][0] else 0
+        except Exception:  # ClickHouse down or the table missing: keep what we had
+            pass
+        finally:
+            self._generation_expires = time.monotonic() + COVERAGE_TTL_SECONDS
+            self._generation_task = None
+
     def close(self) -> None:
+        if self._generation_task is not None:
+            self._generation_task.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._client is not None:
             self._client.close()

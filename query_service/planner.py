@@ -9,17 +9,18 @@ The rules, in order:
    Redis does not hold every question (no per-author kind split, no engagement metrics); those
    questions skip this step.
 2. Older ranges (and everything when Redis is down) go to the dbt marts at their grains, largest
-   first (a whole day from a daily mart, whole hours from an hourly mart, ...), but only for buckets
-   the marts are known to be complete for (`marts_through`, per grain).
-3. Whatever is left (edges not aligned to any grain, buckets newer than the marts) is read from
-   raw ClickHouse (`stg_tweets`), which answers any range exactly but costs the most.
+   first (a whole day from a daily mart, whole hours from an hourly mart, ...), but only for the
+   days each mart is known to be complete for (a `Coverage` per grain: the mart was built from at
+   least the raw version of that day; docs/marts-coverage.md).
+3. Whatever is left (edges not aligned to any grain, days a mart has not caught up with) is read
+   from raw ClickHouse (`stg_tweets`), which answers any range exactly but costs the most.
 A range crossing the horizon becomes several parts; the service merges their numbers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
@@ -94,6 +95,28 @@ class Plan:
         return tuple(p for p in self.parts if p.source is not Source.HOT)
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """Where a mart answers exactly: before `through` (None: no limit), except the whole UTC days
+    starting at `gaps` (epoch seconds), whose raw data moved after the mart's last build."""
+
+    through: int | None = None
+    gaps: frozenset[int] = field(default_factory=frozenset)
+
+    def spans(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The covered sub-ranges of [start, end), in order."""
+        if self.through is not None:
+            end = min(end, self.through)
+        spans, cursor = [], start
+        for gap in sorted(g for g in self.gaps if g + DAY > start and g < end):
+            if gap > cursor:
+                spans.append((cursor, gap))
+            cursor = max(cursor, gap + DAY)
+        if cursor < end:
+            spans.append((cursor, end))
+        return spans
+
+
 def floor_to(t: int, grain: int) -> int:
     return t // grain * grain
 
@@ -113,14 +136,14 @@ def hot_boundary(now: int, hot_horizon_seconds: int) -> int:
 
 def plan(capability: Capability, start: int, end: int, *, now: int, hot_horizon_seconds: int,
          max_grain: int | None = None, hot_available: bool = True,
-         marts_through: Mapping[int, int | None] | None = None) -> Plan:
+         marts_through: Mapping[int, Coverage | int | None] | None = None) -> Plan:
     """Split [start, end) into parts, each read from the cheapest store that answers it exactly.
 
     :param max_grain: the answer's bucket width (series); no part reads coarser buckets. None for
         totals over the whole range.
     :param hot_available: False when Redis is down: everything goes to ClickHouse.
-    :param marts_through: per mart grain, the instant before which that mart is complete (None or
-        absent: the mart cannot be used).
+    :param marts_through: per mart grain, where that mart is complete: a Coverage, or an instant
+        before which it is complete (None or absent: the mart cannot be used).
     """
     if start >= end:
         return Plan(())
@@ -137,36 +160,42 @@ def plan(capability: Capability, start: int, end: int, *, now: int, hot_horizon_
             # Nothing exists after now, so the bucket holding now answers "up to now" exactly and
             # one current-hour bucket replaces up to 59 minute buckets.
             hot_end = ceil_to(now, hot_grains[0])
-        parts += _cover(Source.HOT, boundary, hot_end, [(g, None) for g in hot_grains])
-    parts = _cover(Source.MART, start, old_end, [(g, through.get(g)) for g in mart_grains]) + parts
+        parts += _cover(Source.HOT, boundary, hot_end, [(g, Coverage()) for g in hot_grains])
+    marts = [(g, _coverage(through.get(g))) for g in mart_grains]
+    parts = _cover(Source.MART, start, old_end, marts) + parts
     return Plan(tuple(_merge_adjacent(parts)))
+
+
+def _coverage(value: Coverage | int | None) -> Coverage:
+    if isinstance(value, Coverage):
+        return value
+    return Coverage(through=value if value is not None else -1)  # None: covers nothing
 
 
 def _allowed(grains: tuple[int, ...], max_grain: int | None) -> tuple[int, ...]:
     return tuple(g for g in grains if max_grain is None or g <= max_grain)
 
 
-def _cover(source: Source, start: int, end: int,
-           grains: list[tuple[int, int | None]]) -> list[Part]:
-    """Cover [start, end) with the largest aligned buckets of `source`, finer grains at the
-    edges; what no grain covers (unaligned edges, buckets at or after a grain's limit) is RAW.
+def _cover(source: Source, start: int, end: int, grains: list[tuple[int, Coverage]]) -> list[Part]:
+    """Cover [start, end) with the largest aligned buckets of `source` where its coverage allows,
+    finer grains at the edges and around gaps; what no grain covers is RAW.
 
-    `grains` is [(width, limit)], largest first; `limit` None means no limit for HOT and "not
-    available" for MART.
+    `grains` is [(width, coverage)], largest first.
     """
     if start >= end:
         return []
     if not grains:
         return [Part(Source.RAW, start, end, 0)]
-    (grain, limit), finer = grains[0], grains[1:]
-    usable_end = end
-    if source is Source.MART:
-        usable_end = min(end, limit) if limit is not None else start
-    first, last = ceil_to(start, grain), floor_to(usable_end, grain)
-    if first >= last:
-        return _cover(source, start, end, finer)
-    return [*_cover(source, start, first, finer), Part(source, first, last, grain),
-            *_cover(source, last, end, finer)]
+    (grain, coverage), finer = grains[0], grains[1:]
+    parts: list[Part] = []
+    cursor = start
+    for a, b in coverage.spans(start, end):
+        first, last = ceil_to(a, grain), floor_to(b, grain)
+        if first >= last:
+            continue
+        parts += [*_cover(source, cursor, first, finer), Part(source, first, last, grain)]
+        cursor = last
+    return parts + _cover(source, cursor, end, finer)
 
 
 def _merge_adjacent(parts: list[Part]) -> list[Part]:

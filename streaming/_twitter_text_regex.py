@@ -147,10 +147,11 @@ _URL_VALID_UNICODE_DOMAIN_NAME = (
     f"(?:(?:{_URL_UNICODE_CHAR}(?:{_URL_UNICODE_CHAR}|-)*)?{_URL_UNICODE_CHAR}\\.)"
 )
 _URL_PUNYCODE = "(?:[xX][nN]--[\\-0-9a-zA-Z]+)"
-# The reference ports end a TLD with (?=[^a-z0-9@+-]|$); the conformance suite (and the Rust
-# port) extract "http://domain.com" from "http://domain.com-that-...", so '+' and '-' may
-# follow a TLD here. Unicode case-insensitivity of the TLD itself matches the JS/Ruby ports.
-_URL_VALID_TLD = f"(?:(?i:{_alternation(TLDS)})(?=[^0-9a-zA-Z@]|$))"
+# A TLD ends where the reference ports end it, (?=[^a-z0-9@+-]|$) (Regex.java, validGTLD.js):
+# a letter, digit, '@', '+' or '-' after it means it was no TLD ("http://domain.com-that-..." and
+# "name.al+lastname@foo.com" hold no URL, as in twitter-text's conformance/extract.yml). Unicode
+# case-insensitivity of the TLD itself matches the JS/Ruby ports.
+_URL_VALID_TLD = f"(?:(?i:{_alternation(TLDS)})(?=[^0-9a-zA-Z@+\\-]|$))"
 _PROTOCOL = "[hH][tT][tT][pP][sS]?://"
 _URL_VALID_DOMAIN = (
     # optional sub-domains + domain + TLD, e.g. twitter.com, foo.co.jp, t.co

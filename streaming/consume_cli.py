@@ -1,22 +1,20 @@
-"""`tweetflow consume --workers N`: N worker processes in one consumer group."""
+"""`tweetflow consume --workers N`: N worker processes in one consumer group, supervised as one
+(tweetflow.supervisor: SIGTERM or Ctrl-C lets each finish the batch in hand)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing as mp
 import os
-import signal
 
 from streaming.worker import Worker, WorkerOptions
 from tweetflow.settings import get_settings
+from tweetflow.supervisor import supervise
 
 log = logging.getLogger(__name__)
 
 
 def _worker_main(options: WorkerOptions) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s")
     totals = Worker(get_settings(), options).run()
     log.info("worker done: %s", totals)
 
@@ -28,30 +26,25 @@ def default_workers() -> int:
     return (os.cpu_count() or 1) + 1
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: cores + 1)")
+    parser.add_argument("--metrics-port", type=int, default=9400,
+                        help="first worker's port; +1 each")
+    parser.add_argument("--batch-size", type=int, default=10000)
+    parser.add_argument("--batch-ms", type=int, default=500)
+    parser.add_argument("--until-idle", type=float, default=None,
+                        help="exit after this many seconds without new messages (for scripts)")
+
+
 def run(args: argparse.Namespace) -> int:
-    workers = []
-    ctx = mp.get_context("spawn")  # librdkafka and redis clients must not be shared across fork
-    for i in range(args.workers or default_workers()):
-        options = WorkerOptions(batch_size=args.batch_size, batch_ms=args.batch_ms,
-                                idle_exit_s=args.until_idle,
-                                metrics_port=args.metrics_port + i if args.metrics_port else 0)
-        proc = ctx.Process(target=_worker_main, args=(options,), name=f"worker-{i}")
-        proc.start()
-        workers.append(proc)
-    print(f"{len(workers)} workers consuming; metrics on 127.0.0.1:{args.metrics_port}"
-          f"..{args.metrics_port + len(workers) - 1}; Ctrl-C or SIGTERM stops them gracefully",
+    """Entry point of `tweetflow consume`."""
+    workers = args.workers or default_workers()
+    options = [WorkerOptions(batch_size=args.batch_size, batch_ms=args.batch_ms,
+                             idle_exit_s=args.until_idle,
+                             metrics_port=args.metrics_port + i if args.metrics_port else 0)
+               for i in range(workers)]
+    print(f"{workers} workers consuming; metrics on 127.0.0.1:{args.metrics_port}"
+          f"..{args.metrics_port + workers - 1}; Ctrl-C or SIGTERM stops them gracefully",
           flush=True)
-
-    def forward(signum: int, _frame: object) -> None:
-        for proc in workers:
-            if proc.is_alive() and proc.pid:
-                proc.terminate()  # SIGTERM: each finishes its batch in hand
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for proc in workers:
-        proc.join()
-    failed = [p.name for p in workers if p.exitcode not in (0, -signal.SIGTERM)]
-    if failed:
-        print(f"workers failed: {failed}")
-    return 1 if failed else 0
+    return 1 if supervise("worker", _worker_main, [(o,) for o in options]) else 0

@@ -1,10 +1,11 @@
-"""Prometheus metrics of a consumer worker, served on its own HTTP port."""
+"""Prometheus metrics of a consumer worker and of `tweetflow produce`'s live sources, each served on
+its own HTTP port."""
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from tweetflow.settings import Settings, get_settings
 
 CONSUMED = Counter("tweetflow_consumed_messages", "Messages read from Kafka")
 WRITTEN = Counter("tweetflow_written_rows", "Rows or events written, by sink", ["sink"])
@@ -16,11 +17,24 @@ BATCH_SECONDS = Histogram("tweetflow_batch_seconds", "Time to process one batch"
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 SINK_SECONDS = Histogram("tweetflow_sink_seconds", "Time of one sink write", ["sink"],
                          buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5))
+INSERT_ROWS_VERIFIED = Counter("tweetflow_clickhouse_rows_verified",
+                               "Rows read back after an acknowledged INSERT (one per part)", ["table"])
+INSERT_ROWS_MISSING = Counter("tweetflow_clickhouse_rows_missing",
+                              "Rows an acknowledged INSERT should have stored but did not (the batch "
+                              "is retried, its offsets not committed)", ["table"])
 LAG = Gauge("tweetflow_consumer_lag", "Messages behind the high watermark", ["topic", "partition"])
+# Live sources of `tweetflow produce` (streaming/sources); served with `produce --metrics-port`.
+SOURCE_MESSAGES = Counter("tweetflow_source_messages", "Messages a live source received (not "
+                          "keep-alives)", ["source"])
+SOURCE_KEEPALIVES = Counter("tweetflow_source_keepalives", "Keep-alive newlines received", ["source"])
+SOURCE_STREAM_ERRORS = Counter("tweetflow_source_stream_errors", "In-stream error objects (not "
+                               "Tweets), by disconnect_type or title", ["source", "type"])
+SOURCE_RECONNECTS = Counter("tweetflow_source_reconnects", "Reconnections, by the failure that "
+                            "caused them (network, http, rate_limit)", ["source", "failure"])
 
 
-def serve_metrics(port: int) -> None:
-    """Expose /metrics on port (0 = do not serve), on TWEETFLOW_METRICS_HOST (default loopback;
-    containers set 0.0.0.0 so Prometheus can scrape them)."""
+def serve_metrics(port: int, settings: Settings | None = None) -> None:
+    """Expose /metrics on port (0 = do not serve), on Settings.metrics_host (TWEETFLOW_METRICS_HOST,
+    default loopback; containers set 0.0.0.0 so Prometheus can scrape them)."""
     if port:
-        start_http_server(port, addr=os.environ.get("TWEETFLOW_METRICS_HOST", "127.0.0.1"))
+        start_http_server(port, addr=(settings or get_settings()).metrics_host)

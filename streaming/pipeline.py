@@ -16,18 +16,22 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 from streaming import metrics
 from streaming.parsing import InvalidPayload, parse_payload
 from streaming.sinks import (
+    BatchSink,
     ClickHouseSink,
     DeadLetter,
     DeadLetterSink,
     HotAggregatesSink,
     PartitionBatch,
+    Sink,
 )
+from streaming.stopper import Stopper
 from tweetflow.model import Event
 from tweetflow.settings import Settings
 
@@ -57,18 +61,30 @@ class BatchResult:
     deletes: int = 0
     next_offsets: dict[int, int] = field(default_factory=dict)  # partition -> offset to commit
 
+    def __add__(self, other: BatchResult) -> BatchResult:
+        """Both results summed (a worker's totals); a partition's offset to commit is the later."""
+        if not isinstance(other, BatchResult):
+            return NotImplemented
+        counts = {f.name: getattr(self, f.name) + getattr(other, f.name)
+                  for f in fields(self) if f.name != "next_offsets"}
+        offsets = dict(self.next_offsets)
+        for partition, offset in other.next_offsets.items():
+            offsets[partition] = max(offsets.get(partition, 0), offset)
+        return BatchResult(**counts, next_offsets=offsets)
+
 
 class BatchProcessor:
-    """Runs batches through the sinks; `wait` is called between retries (the worker's backoff)."""
+    """Runs batches through the sinks, retrying a sink that fails until it succeeds or `stopper`
+    (the worker's) is stopped."""
 
-    def __init__(self, settings: Settings, *, wait: Callable[[float], None] = time.sleep,
+    def __init__(self, settings: Settings, *, stopper: Stopper | None = None,
                  topic_id: str | None = None) -> None:
         self.settings = settings
         self.clickhouse = ClickHouseSink(settings)
         self.dead_letters = DeadLetterSink(settings)
         self.hot = HotAggregatesSink(settings)
-        self.wait = wait
-        self.stopping = False
+        self.sinks: tuple[Sink, ...] = (self.clickhouse, self.dead_letters, self.hot)
+        self.stopper = stopper or Stopper()
         self.topic_id = topic_id  # bound to the watermarks before the first batch (see bind_topic)
 
     def process(self, records: list[Record]) -> BatchResult:
@@ -84,10 +100,8 @@ class BatchProcessor:
         result.replayed = len(records) - len(fresh)
         located, letters = parse_records(fresh)
         result.events, result.dead_letters = len(located), len(letters)
-        if located:
-            self._retry("clickhouse", lambda: self.clickhouse.write(located))
-        if letters:
-            self._retry("dlq", lambda: self.dead_letters.write(letters))
+        self._write("clickhouse", self.clickhouse, located)
+        self._write("dlq", self.dead_letters, letters)
         if fresh:
             batches = _by_partition(fresh, located)
             applied = self._retry("redis", lambda: self.hot.apply_all(batches, watermarks))
@@ -99,8 +113,13 @@ class BatchProcessor:
         _record_metrics(result, letters, time.perf_counter() - started)
         return result
 
+    def _write(self, name: str, sink: BatchSink[T], items: list[T]) -> None:
+        if items:
+            self._retry(name, lambda: sink.write(items))
+
     def _retry(self, sink: str, fn: Callable[[], T]) -> T:
-        """Call `fn` until it succeeds, backing off exponentially (0.2 s .. 10 s) between tries."""
+        """Call `fn` until it succeeds, backing off exponentially (0.2 s .. 10 s) between tries;
+        once the stopper is stopped, re-raise its error instead (nothing is committed)."""
         delay = 0.2
         while True:
             t0 = time.perf_counter()
@@ -109,17 +128,20 @@ class BatchProcessor:
                 metrics.SINK_SECONDS.labels(sink).observe(time.perf_counter() - t0)
                 return value
             except Exception as exc:
-                if self.stopping:
+                if self.stopper.stopped:
                     raise
                 metrics.SINK_ERRORS.labels(sink).inc()
                 log.warning("%s unavailable (%s); retrying in %.1fs without committing",
                             sink, str(exc).splitlines()[0][:200], delay)
-                self.wait(delay)
+                if self.stopper.wait(delay):
+                    raise
                 delay = min(delay * 2, 10.0)
 
     def close(self) -> None:
-        self.clickhouse.close()
-        self.dead_letters.producer.flush(10)
+        """Close every sink, even when one fails (the dead-letter sink flushes what it holds)."""
+        with ExitStack() as closing:
+            for sink in reversed(self.sinks):  # callbacks run last in, first out
+                closing.callback(sink.close)
 
 
 def parse_records(records: list[Record]) -> tuple[list[tuple[int, int, Event]], list[DeadLetter]]:

@@ -1,16 +1,21 @@
-"""`tweetflow produce`: publish synthetic Tweets or a file of payloads to Kafka, then report.
+"""`tweetflow produce`: publish synthetic Tweets, a file of payloads or a live stream (X API v2,
+Bluesky Jetstream: streaming/sources) to Kafka, then report.
 
 `--rate`, `--count` and `--duration` count original messages; `--duplicates` copies come on top.
 The run stops at `--count` or `--duration`, whichever comes first; `--duration 0` means no time
-limit (so `--count N --duration 0` publishes exactly N). Exit status: 0 when every message was
-acknowledged, 1 when any delivery failed, 2 for bad arguments, 130 when interrupted.
+limit (so `--count N --duration 0` publishes exactly N). Live sources default to no time limit
+and no pacing (pacing a live stream only builds a backlog at the provider) and stop on Ctrl-C.
+Exit status: 0 when every message was acknowledged, 1 when any delivery failed or a live source
+failed for good (a rejected token...), 2 for bad arguments, 130 when interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from streaming.producer import (
@@ -23,10 +28,29 @@ from streaming.producer import (
     file_messages,
     run_plan,
 )
+from streaming.sources.live import LiveSource
 from tweetflow.clients import ensure_topics
-from tweetflow.settings import get_settings
+from tweetflow.settings import Settings, get_settings
 
 OnBurst = Callable[[int, int], None] | None
+
+
+LIVE_SOURCES = ("x-stream", "x-sample", "x-compliance", "jetstream")
+SOURCES_HELP = "synthetic | file:PATH[.gz] | " + " | ".join(LIVE_SOURCES)
+
+
+def _live_source(args: argparse.Namespace, settings: Settings) -> LiveSource:
+    """The live source `--source` names (not started)."""
+    if args.partition and args.source != "x-compliance":
+        raise ValueError("--partition is for --source x-compliance")
+    if args.source == "jetstream":
+        from streaming.sources.jetstream import Jetstream
+
+        return Jetstream(settings)
+    from streaming.sources.x_stream import COMPLIANCE_PARTITIONS, XStream
+
+    return XStream(settings, args.source,
+                   partitions=tuple(args.partition or COMPLIANCE_PARTITIONS))
 
 
 def _source(spec: str, seed: int) -> tuple[Iterator[Message], OnBurst]:
@@ -40,10 +64,15 @@ def _source(spec: str, seed: int) -> tuple[Iterator[Message], OnBurst]:
         if not Path(spec[5:]).is_file():
             raise ValueError(f"source file {spec[5:]!r} does not exist")
         return file_messages(spec[5:]), None
-    raise ValueError(f"source {spec!r} is not 'synthetic' or 'file:PATH[.gz]'")
+    raise ValueError(f"source {spec!r} is not one of {SOURCES_HELP}")
 
 
 def _plan(args: argparse.Namespace) -> RunPlan:
+    live = args.source in LIVE_SOURCES
+    if args.rate is None:
+        args.rate = 0.0 if live else 1000.0
+    if args.duration is None:
+        args.duration = 0.0 if live else 10.0
     if args.rate < 0:
         raise ValueError("--rate must be >= 0")
     if not 0.0 <= args.duplicates <= 1.0:
@@ -84,12 +113,35 @@ def format_summary(topic: str, result: RunResult) -> str:
     return "\n".join(lines)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="synthetic", help=SOURCES_HELP)
+    parser.add_argument("--rate", type=float, default=None,
+                        help="Tweets per second (0 = unthrottled; default 1000, live: 0)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds to run (0 = no limit; default 10, live: 0)")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--duplicates", type=float, default=0.0, help="fraction published twice")
+    parser.add_argument("--burst", default=None, help="RATE:SECONDS burst in the middle of the run")
+    parser.add_argument("--topic", default=None, help="default: settings.topic_raw")
+    parser.add_argument("--count", type=int, default=None, help="stop after this many messages")
+    parser.add_argument("--partition", type=int, action="append", choices=(1, 2, 3, 4),
+                        help="x-compliance: a partition to read (repeatable; default all four)")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve the live source's Prometheus metrics on this port (0 = none)")
+
+
 def run(args: argparse.Namespace) -> int:
+    """Entry point of `tweetflow produce`."""
     settings = get_settings()
     topic = args.topic or settings.topic_raw
+    live: LiveSource | None = None
     try:
         plan = _plan(args)
-        messages, on_burst = _source(args.source, args.seed)
+        if args.source in LIVE_SOURCES:
+            live = _live_source(args, settings)
+            messages, on_burst = live, None
+        else:
+            messages, on_burst = _source(args.source, args.seed)
     except (ValueError, OSError) as exc:
         print(f"tweetflow produce: {exc}", file=sys.stderr)
         return 2
@@ -103,8 +155,35 @@ def run(args: argparse.Namespace) -> int:
         print(f"tweetflow produce: Kafka at {settings.kafka_bootstrap_servers} is not usable: "
               f"{exc}", file=sys.stderr)
         return 1
+    if live is not None:
+        return _run_live(live, producer, plan, topic, args.metrics_port, settings)
     result = run_plan(producer, messages, plan, on_burst=on_burst, progress=_print_progress)
     print(format_summary(topic, result), flush=True)
+    return _status(result)
+
+
+def _status(result: RunResult, source_failed: bool = False) -> int:
     if result.interrupted:
         return 130
-    return 0 if result.stats.ok else 1
+    return 0 if result.stats.ok and not source_failed else 1
+
+
+def _run_live(source: LiveSource, producer: TweetProducer, plan: RunPlan, topic: str,
+              metrics_port: int, settings: Settings) -> int:
+    """Run a live source until --count, --duration, Ctrl-C or a failure no reconnect fixes;
+    the summary adds its connections, reconnects and in-stream errors."""
+    from streaming.metrics import serve_metrics
+
+    serve_metrics(metrics_port, settings)
+    if plan.duration:
+        source.deadline = time.monotonic() + plan.duration
+    source.bind(producer)
+    source.start()
+    try:
+        result = run_plan(producer, source, replace(plan, duration=None),
+                          progress=_print_progress)
+    finally:
+        source.close()
+    source.finish(result.stats.ok)
+    print(format_summary(topic, result) + "\n" + source.summary(), flush=True)
+    return _status(result, source.error is not None)

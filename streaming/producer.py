@@ -39,6 +39,7 @@ __all__ = [
     "TokenBucket",
     "TweetProducer",
     "file_messages",
+    "keyed",
     "run_plan",
 ]
 
@@ -305,24 +306,25 @@ def run_plan(producer: TweetProducer, messages: Iterator[Message], plan: RunPlan
 
 
 def file_messages(path: str | Path) -> Iterator[Message]:
-    """JSON lines of payloads (gzip if the name ends in .gz), keyed by their Tweet id.
-
-    The id is the one `streaming.parsing.parse_payload` finds (the first event's, for a v2
-    `data` list; the deleted Tweet's, for a delete). Lines it rejects are still published, with no
-    key, so that the consumers dead-letter them with the parser's reason; blank lines are skipped.
-    """
-    from streaming.parsing import InvalidPayload, parse_payload
-
+    """JSON lines of payloads (gzip if the name ends in .gz), keyed by their Tweet id (`keyed`);
+    blank lines are skipped."""
     path = Path(path)
     opener: Callable[..., Any] = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as lines:
         for raw in lines:
             line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            try:
-                tweet_id = parse_payload(line)[0].tweet_id
-            except InvalidPayload:
-                yield None, line, 0
-            else:
-                yield str(tweet_id).encode(), line, tweet_id
+            if line.strip():
+                yield keyed(line)
+
+
+def keyed(payload: bytes) -> Message:
+    """A payload as it goes to Kafka, unchanged, keyed by the id `streaming.parsing.parse_payload`
+    finds (the first event's, for a v2 `data` list; the deleted Tweet's, for a delete). One it
+    rejects goes unkeyed, so that the consumers dead-letter it with the parser's reason."""
+    from streaming.parsing import InvalidPayload, parse_payload
+
+    try:
+        tweet_id = parse_payload(payload)[0].tweet_id
+    except InvalidPayload:
+        return None, payload, 0
+    return str(tweet_id).encode(), payload, tweet_id

@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streaming import metrics
 from streaming.pipeline import BatchProcessor, BatchResult, Record
+from streaming.stopper import Stopper
 from tweetflow.clients import kafka_config, topic_id
 from tweetflow.settings import Settings
 
@@ -63,23 +64,20 @@ class Worker:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.consumer = Consumer(consumer_config(settings))
-        self.processor = BatchProcessor(settings, wait=self._wait, topic_id=topic_id(settings))
-        self.stop_requested = False
+        self.stopper = Stopper()  # also ends the processor's back-off while a sink is down
+        self.processor = BatchProcessor(settings, stopper=self.stopper, topic_id=topic_id(settings))
         self.totals = BatchResult()
-
-    def request_stop(self, *_: object) -> None:
-        self.stop_requested = True
 
     def run(self) -> BatchResult:
         """Consume until stopped (SIGTERM/SIGINT) or idle for `idle_exit_s`; returns the totals."""
         tune_gc()
-        signal.signal(signal.SIGTERM, self.request_stop)
-        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGTERM, self.stopper.stop)
+        signal.signal(signal.SIGINT, self.stopper.stop)
         metrics.serve_metrics(self.options.metrics_port)
         self.consumer.subscribe([self.settings.topic_raw], on_revoke=self._on_revoke)
         idle_since = time.monotonic()
         try:
-            while not self.stop_requested:
+            while not self.stopper.stopped:
                 batch = self._collect()
                 if not batch:
                     if not self.consumer.assignment():
@@ -92,12 +90,11 @@ class Worker:
                 try:
                     self._process(batch)
                 except Exception:
-                    if self.stop_requested:  # stopped during a sink outage: nothing committed
+                    if self.stopper.stopped:  # stopped during a sink outage: nothing committed
                         log.warning("stopped before the batch could be written; it will be re-read")
                         break
                     raise
         finally:
-            self.processor.stopping = True
             self.consumer.close()
             self.processor.close()
         return self.totals
@@ -106,7 +103,7 @@ class Worker:
         """Up to batch_size messages, or what arrived within batch_ms."""
         deadline = time.monotonic() + self.options.batch_ms / 1000
         records: list[Record] = []
-        while len(records) < self.options.batch_size and not self.stop_requested:
+        while len(records) < self.options.batch_size and not self.stopper.stopped:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -131,19 +128,8 @@ class Worker:
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as exc:
             log.warning("commit failed (%s); the watermarks keep the work from repeating", exc)
-        self._add(result)
+        self.totals += result
         self._update_lag()
-
-    def _add(self, r: BatchResult) -> None:
-        t = self.totals
-        t.messages += r.messages
-        t.replayed += r.replayed
-        t.events += r.events
-        t.dead_letters += r.dead_letters
-        t.counted += r.counted
-        t.updated += r.updated
-        t.duplicates += r.duplicates
-        t.deletes += r.deletes
 
     def _update_lag(self) -> None:
         for tp in self.consumer.position(self.consumer.assignment()):
@@ -153,17 +139,6 @@ class Worker:
                 continue
             if tp.offset >= 0 and high >= 0:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
-
-    def _wait(self, seconds: float) -> None:
-        """Back off while a sink is down. Why a plain sleep: librdkafka heartbeats from its own
-        thread, and consuming while paused could advance positions past messages not yet
-        processed; an outage longer than max.poll.interval.ms only moves the partitions to
-        another worker, which the watermarks make safe."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.stop_requested:
-            time.sleep(min(0.1, deadline - time.monotonic()))
-        if self.stop_requested:
-            self.processor.stopping = True
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: %s", [p.partition for p in partitions])

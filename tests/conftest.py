@@ -35,7 +35,7 @@ def fixtures_dir() -> Path:
 @pytest.fixture(scope="session")
 def stack() -> Settings:
     """The running local stack (started if needed); its settings."""
-    from tweetflow.stack.manager import stack_up
+    from tweetflow.app.stack.manager import stack_up
 
     settings = get_settings()
     stack_up(settings)
@@ -48,31 +48,28 @@ def _unique(prefix: str) -> str:
 
 @pytest.fixture
 def test_settings(stack: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
-    """Settings with this test's own topics, group, ClickHouse database and Redis prefix."""
-    from tweetflow.clients import clickhouse_client, ensure_topics, kafka_admin, redis_client
+    """Settings with this test's own topics, group, ClickHouse database and Redis prefix, all
+    removed afterwards (the group too, once its members have left)."""
+    from tweetflow import namespaces
+    from tweetflow.clients import ensure_topics
     from tweetflow.schema import ensure_schema
 
     name = request.node.name.split("[")[0][:30].replace("-", "_").lower()
-    tag = _unique(name)
-    settings = stack.model_copy(update={
-        "topic_raw": f"{tag}.raw", "topic_dlq": f"{tag}.dlq", "consumer_group": f"{tag}.group",
-        "clickhouse_database": tag, "redis_prefix": tag,
-    })
+    settings = namespaces.scoped(stack, _unique(name))
     ensure_topics(settings)
     ensure_schema(settings)
     yield settings
-    clickhouse_client(settings, database="default").command(f"DROP DATABASE IF EXISTS `{tag}`")
-    r = redis_client(settings)
-    keys = list(r.scan_iter(match=f"{tag}:*", count=1000))
-    if keys:
-        r.delete(*keys)
-    kafka_admin(settings).delete_topics([settings.topic_raw, settings.topic_dlq])
+    failures = namespaces.drop(settings)
+    if failures:
+        raise ExceptionGroup(f"the test's namespace {settings.redis_prefix} was left behind",
+                             failures)
 
 
 @pytest.fixture
 def topic_factory(stack: Settings) -> Iterator[Callable[..., str]]:
     """Create uniquely named topics for one test; deleted afterwards."""
-    from tweetflow.clients import ensure_topics, kafka_admin
+    from tweetflow import namespaces
+    from tweetflow.clients import ensure_topics
 
     created: list[str] = []
 
@@ -83,5 +80,4 @@ def topic_factory(stack: Settings) -> Iterator[Callable[..., str]]:
         return topic
 
     yield make
-    if created:
-        kafka_admin(stack).delete_topics(created)
+    namespaces.delete_topics(stack, created)

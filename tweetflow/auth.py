@@ -1,9 +1,10 @@
 """API keys: every AnalyticsService and IngestService call carries `x-api-key` metadata naming
 a known key.
 
-Keys come from `TWEETFLOW_API_KEYS` (comma-separated). When it is unset, one key is generated on
-first start and kept in `<data dir>/api_key` (mode 0600), so `make demo` can print it and the CLI
-can read it. `TWEETFLOW_API_KEYS=off` turns checking off (for a trusted network only).
+Keys come from `Settings.api_keys` (TWEETFLOW_API_KEYS, comma-separated). When it is empty, one
+key is generated on first start and kept in `<data dir>/api_key` (mode 0600), so `make demo` can
+print it and the CLI can read it. `TWEETFLOW_API_KEYS=off` turns checking off (for a trusted
+network only).
 Only AnalyticsService methods are guarded: health checking and reflection need no key (load
 balancers and tools call them anonymously).
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import grpc
 from tweetflow.settings import Settings
 
 METADATA_KEY = "x-api-key"
-ENV_KEYS = "TWEETFLOW_API_KEYS"
+ENV_KEYS = Settings.env_names()["api_keys"][0]  # TWEETFLOW_API_KEYS, named in log lines
 KEY_FILE = "api_key"
 
 
@@ -30,15 +31,22 @@ def key_file(settings: Settings) -> Path:
     return settings.data_dir / KEY_FILE
 
 
-def load_api_keys(settings: Settings,
-                  env: Mapping[str, str] | None = None) -> frozenset[str] | None:
+def _configured(settings: Settings) -> list[str]:
+    """The keys named in the settings ([] when none is)."""
+    return [k.strip() for k in settings.api_keys.get_secret_value().split(",") if k.strip()]
+
+
+def _checking_off(settings: Settings) -> bool:
+    return settings.api_keys.get_secret_value().strip().lower() == "off"
+
+
+def load_api_keys(settings: Settings) -> frozenset[str] | None:
     """The accepted keys; None when checking is off. Generates and stores a key if none is set."""
-    env = os.environ if env is None else env
-    configured = env.get(ENV_KEYS, "").strip()
-    if configured.lower() == "off":
+    if _checking_off(settings):
         return None
+    configured = _configured(settings)
     if configured:
-        return frozenset(k.strip() for k in configured.split(",") if k.strip())
+        return frozenset(configured)
     return frozenset({stored_or_new_key(key_file(settings))})
 
 
@@ -59,26 +67,23 @@ def stored_or_new_key(path: Path) -> str:
     return key
 
 
-def client_key(settings: Settings, env: Mapping[str, str] | None = None) -> str | None:
-    """The key a local client should send: TWEETFLOW_API_KEY, the first configured key, or the
+def client_key(settings: Settings) -> str | None:
+    """The key a local client should send: Settings.api_key, the first configured key, or the
     stored one."""
-    env = os.environ if env is None else env
-    if env.get("TWEETFLOW_API_KEY"):
-        return env["TWEETFLOW_API_KEY"]
-    configured = [k.strip() for k in env.get(ENV_KEYS, "").split(",") if k.strip()]
+    if settings.api_key.get_secret_value():
+        return settings.api_key.get_secret_value()
+    configured = _configured(settings)
     if configured and configured[0].lower() != "off":
         return configured[0]
     path = key_file(settings)
     return path.read_text().strip() if path.exists() else None
 
 
-def describe_keys(settings: Settings, env: Mapping[str, str] | None = None) -> str:
+def describe_keys(settings: Settings) -> str:
     """Where the accepted keys come from, for the startup log (never the keys themselves)."""
-    env = os.environ if env is None else env
-    configured = env.get(ENV_KEYS, "").strip()
-    if configured.lower() == "off":
+    if _checking_off(settings):
         return f"off ({ENV_KEYS}=off)"
-    if configured:
+    if _configured(settings):
         return f"required, from {ENV_KEYS}"
     return f"required, key in {key_file(settings)}"
 
@@ -96,7 +101,10 @@ class ApiKeys:
 
     def refusal(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
         """Why a call with this metadata is refused, or None when its key is known."""
-        key = next((v for k, v in metadata or () if k == METADATA_KEY), None)
+        return self.refusal_of(next((v for k, v in metadata or () if k == METADATA_KEY), None))
+
+    def refusal_of(self, key: str | bytes | None) -> str | None:
+        """Why a call presenting `key` (None: none) is refused, or None when the key is known."""
         if key is None:
             return f"missing {METADATA_KEY} metadata"
         given = key if isinstance(key, bytes) else key.encode()

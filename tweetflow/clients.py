@@ -8,7 +8,9 @@ from tweetflow.settings import Settings, get_settings
 
 
 def kafka_config(settings: Settings | None = None, **overrides: Any) -> dict[str, Any]:
-    """librdkafka configuration shared by producers, consumers and admin clients."""
+    """librdkafka configuration of every producer, consumer and admin client (product code,
+    Dagster, bench and tests alike): a connection or security setting added here reaches them all,
+    so nobody builds a `bootstrap.servers` dict by hand."""
     settings = settings or get_settings()
     return {"bootstrap.servers": settings.kafka_bootstrap_servers, **overrides}
 

@@ -5,7 +5,9 @@ Layout (prefix `tf` by default, `bucket` = epoch seconds of the bucket start, UT
 - `tf:n:{grain}:{bucket}`            string  Tweets in the bucket
 - `tf:z:{dim}:{grain}:{bucket}`      zset    member -> count, for dim in DIMENSIONS (top-K and counts)
 - `tf:u:{grain}:{bucket}`            HLL     unique authors (approximate; deletes cannot lower it)
-- `tf:seen:{hour}`                   hash    tweet id -> its encoded contribution, "D" once deleted
+- `tf:seen:{hour}`                   hash    edit chain root id -> the chain's encoded contribution,
+                                             "D" once deleted; an edit's id -> "r<root>"
+                                             (streaming/sinks/hot_state.py)
 - `tf:wm:{topic}`                    hash    Kafka partition -> last offset applied; `topic_id`
 Grains: `m` (minute) and `h` (hour). Every bucket key expires `hot_horizon_hours` after its end.
 """

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +47,16 @@ class Settings(BaseSettings):
         "", validation_alias=_env("CLICKHOUSE_CLUSTER"),
         description="Cluster name; when set, raw tables are Replicated with a Distributed table.",
     )
+    clickhouse_max_partitions_per_insert: int = Field(
+        100, ge=1, validation_alias=_env("CLICKHOUSE_MAX_PARTITIONS_PER_INSERT"),
+        description="Day partitions one consumer INSERT may touch; a batch spanning more is split "
+                    "(the server's max_partitions_per_insert_block, 100 by default).",
+    )
+    clickhouse_verify_inserts: bool = Field(
+        True, validation_alias=_env("CLICKHOUSE_VERIFY_INSERTS"),
+        description="After each INSERT the consumers read back one row per part it wrote and "
+                    "refuse to commit offsets past rows that are not there.",
+    )
     embedded_clickhouse_port: int = 8123
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
     data_dir: Path = Field(
@@ -61,6 +71,72 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_version: str = "4.1.1"
+    # The gRPC services and metrics endpoints. Ports are command options; listen addresses and
+    # process counts are settings because deployments set them (deploy/ sets 0.0.0.0).
+    query_host: str = Field("127.0.0.1", description="Where `tweetflow serve` listens.")
+    query_processes: int = Field(
+        1, description="Processes of `tweetflow serve` sharing its port (SO_REUSEPORT).")
+    query_addr: str = Field("127.0.0.1:50051", description="Where `tweetflow query` asks.")
+    query_http_port: int = Field(
+        8080, description="Port of `tweetflow serve`'s Connect API, health endpoints and live page "
+        "(HTTP/1.1 and HTTP/2 on the query host); 0 = gRPC only.")
+    ingest_host: str = Field("127.0.0.1", description="Where `tweetflow ingest` listens.")
+    ingest_metrics_port: int = Field(0, description="`tweetflow ingest`'s metrics port; 0 = none.")
+    metrics_host: str = Field("127.0.0.1", description="Where the consumers serve their metrics.")
+    api_keys: SecretStr = Field(
+        SecretStr(""), description="Comma-separated keys the gRPC services accept; `off` turns "
+        "checking off; empty = one key generated into <data dir>/api_key (tweetflow.auth).")
+    api_key: SecretStr = Field(
+        SecretStr(""), description="The key local clients send (default: the first of api_keys, "
+        "or the generated one).")
+    # Live sources of `tweetflow produce` (streaming/sources).
+    x_bearer_token: SecretStr = Field(
+        SecretStr(""), validation_alias=_env("X_BEARER_TOKEN"),
+        description="App-only bearer token of an X developer app; required by the x-* sources "
+                    "and `tweetflow rules`.")
+    x_api_base_url: str = Field(
+        "https://api.x.com", validation_alias=_env("X_API_BASE_URL"),
+        description="Where the X API v2 is (a proxy, or a local server in tests).")
+    x_backfill_minutes: int = Field(
+        0, ge=0, le=5, validation_alias=_env("X_BACKFILL_MINUTES"),
+        description="`backfill_minutes` asked on every reconnect (1-5; needs an access level "
+                    "that has it; 0 = off): X re-sends that window, the consumers drop repeats.")
+    jetstream_url: str = Field(
+        "wss://jetstream2.us-east.bsky.network/subscribe", validation_alias=_env("JETSTREAM_URL"),
+        description="A Bluesky Jetstream instance's /subscribe endpoint.")
+    jetstream_compress: bool = Field(
+        False, validation_alias=_env("JETSTREAM_COMPRESS"),
+        description="Ask Jetstream for zstd frames (decoded with its published dictionary).")
+    jetstream_rewind_seconds: float = Field(
+        5.0, ge=0, validation_alias=_env("JETSTREAM_REWIND_SECONDS"),
+        description="How far before the last event written to Kafka a resumed run asks to start.")
+
+    @classmethod
+    def env_names(cls) -> dict[str, tuple[str, ...]]:
+        """Field -> the environment variables it is read from: its aliases, or TWEETFLOW_<FIELD>."""
+        prefix = cls.model_config.get("env_prefix", "")
+        names: dict[str, tuple[str, ...]] = {}
+        for name, info in cls.model_fields.items():
+            alias = info.validation_alias
+            if isinstance(alias, AliasChoices):
+                names[name] = tuple(c for c in alias.choices if isinstance(c, str))
+            else:
+                names[name] = (alias if isinstance(alias, str) else f"{prefix}{name}".upper(),)
+        return names
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that makes `Settings()` in a child process equal these settings.
+
+        Every accepted name of every field is set (an unprefixed alias wins over the prefixed
+        name in pydantic-settings), so a variable inherited from the parent cannot override one.
+        Secrets are included in clear: this is for a child's environment, never for a log.
+        """
+        env: dict[str, str] = {}
+        for name, env_names in self.env_names().items():
+            value = getattr(self, name)
+            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+            env.update(dict.fromkeys(env_names, text))
+        return env
 
     @property
     def embedded_clickhouse(self) -> bool:

@@ -14,11 +14,13 @@ __all__ = ["MIN_SNOWFLAKE_ID", "SNOWFLAKE_EPOCH_MS", "snowflake_id", "snowflake_
 SNOWFLAKE_EPOCH_MS = 1288834974657  # 2010-11-04T01:42:54.657Z, X's documented Snowflake epoch
 MIN_SNOWFLAKE_ID = 1 << 35  # sequential (pre-Snowflake) Tweet ids ended near 3e10 < 2**35
 UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_BELOW_PLATFORM_BIT = (1 << 63) - 1  # bit 63 marks another platform's id (tweetflow.platforms)
 
 
 def snowflake_ms(tweet_id: int) -> int:
-    """Creation time (epoch ms) encoded in a Snowflake Tweet id (ids since November 2010)."""
-    return (tweet_id >> 22) + SNOWFLAKE_EPOCH_MS
+    """Creation time (epoch ms) encoded in a Snowflake Tweet id (ids since November 2010); also
+    in a Bluesky post's platform-scoped id, whose bit 63 is masked (`tweetflow.platforms`)."""
+    return ((tweet_id & _BELOW_PLATFORM_BIT) >> 22) + SNOWFLAKE_EPOCH_MS
 
 
 def snowflake_time(tweet_id: int) -> datetime:

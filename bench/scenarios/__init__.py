@@ -15,8 +15,8 @@ from bench.harness import ProgressBar
 from bench.report import ScenarioResult
 from tweetflow.settings import Settings
 
-SCENARIOS: tuple[str, ...] = ("throughput", "archive", "burst", "freshness", "query", "replay", "crash",
-                              "bad_input", "outages")
+SCENARIOS: tuple[str, ...] = ("throughput", "archive", "coverage", "burst", "freshness", "query",
+                              "replay", "crash", "bad_input", "outages")
 
 
 @dataclass

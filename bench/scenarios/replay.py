@@ -14,6 +14,7 @@ import time
 from bench import harness
 from bench.report import ScenarioResult, pyplot, rate_between, save
 from bench.scenarios import Context
+from streaming.offsets import TopicProbe, group_lag
 from tweetflow.clients import ensure_topics
 from tweetflow.schema import ensure_schema
 from tweetflow.settings import PROJECT_ROOT, Settings
@@ -42,8 +43,6 @@ def compare(a: dict, b: dict, *, stored_rows: bool = True) -> list[str]:
 
 def wait_committed(settings: Settings, timeout: float) -> tuple[bool, float]:
     """Until the group's committed offsets reach the high watermarks; (done, monotonic time)."""
-    from streaming.offsets import group_lag
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -76,7 +75,8 @@ def run(ctx: Context) -> ScenarioResult:
         harness.produce(s, "--rate", "0", "--duration", "0", "--count", str(messages // 2),
                         "--duplicates", "0.05", "--history-hours", "1", processes=2,
                         log_path=ctx.path("replay-loadgen.log"))
-        total = harness.KafkaProbe(s).total()
+        with TopicProbe(s) as probe:
+            total = probe.total()
         ok, live_rate, live_s, live_points = _ingest(ctx, s, "live", 0.1, 0.4)
         result.check("live ingest complete", ok, f"{total:,} messages in {live_s:.1f} s")
         before = snapshot(s)
@@ -87,7 +87,7 @@ def run(ctx: Context) -> ScenarioResult:
                      f"{truth.tweet_events - len(truth.tweets):,} duplicate copies")
 
         ctx.progress(0.45, "tweetflow replay --to earliest")
-        replay = subprocess.run([sys.executable, "-m", "tweetflow.cli", "replay", "--to", "earliest"],
+        replay = subprocess.run([sys.executable, "-m", "tweetflow.app.cli", "replay", "--to", "earliest"],
                                 cwd=PROJECT_ROOT, env=harness.child_env(s), capture_output=True,
                                 text=True, check=False)
         result.check("`tweetflow replay --to earliest` succeeded", replay.returncode == 0,

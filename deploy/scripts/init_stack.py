@@ -5,7 +5,7 @@ Kubernetes `tweetflow-init` Job.
 Why not `tweetflow stack up`: with every address pointing elsewhere it starts nothing either, but
 it first makes sure the local stack's Debian packages (maven, redis-server) are installed, which
 a slim non-root image has no use for and cannot do. The waiting and the creating are the same
-code `stack up` runs (tweetflow.stack.components, tweetflow.clients, tweetflow.schema).
+code `stack up` runs (tweetflow.app.stack.components, tweetflow.clients, tweetflow.schema).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from tweetflow.app.stack.components import ClickHouseEndpoint, Kafka, Redis
+from tweetflow.app.stack.process import wait_until
 from tweetflow.clients import ensure_topics
 from tweetflow.schema import ensure_schema
 from tweetflow.settings import Settings, get_settings
-from tweetflow.stack.components import ClickHouseEndpoint, Kafka, Redis
-from tweetflow.stack.process import wait_until
 
 
 def components(settings: Settings) -> list[Kafka | Redis | ClickHouseEndpoint]:

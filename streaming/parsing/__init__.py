@@ -6,7 +6,9 @@ Accepted payloads (one Kafka message each):
   or without expansions; `data` may be a list (lookup responses): one event per Tweet;
 * a v1.1 / enterprise "original format" Tweet;
 * deletes: v1.1 `{"delete": {"status": {...}, "timestamp_ms": ...}}` and the v2 compliance
-  stream's `{"data": {"delete": {"tweet": {...}, "event_at": ...}}}`.
+  stream's `{"data": {"delete": {"tweet": {...}, "event_at": ...}}}`;
+* a Bluesky Jetstream `app.bsky.feed.post` commit (create, update, delete), as a Tweet or delete
+  with a platform-scoped id (`jetstream`, `tweetflow.platforms`).
 
 Why every failure is an `InvalidPayload`: a consumer must never crash on data, only route the
 message to the dead-letter queue with a `reason_code` for headers and metrics: invalid_utf8,
@@ -41,6 +43,10 @@ Decisions (the canonical form must be the same whichever format a Tweet arrived 
   registered domain of `urls[i]` from tldextract's bundled Public Suffix List snapshot (no network).
 * v1.1 conversation_id: a Tweet that replies to nothing starts its own conversation (its own id);
   for a reply it is unknown (0). v2 takes the field as given, 0 when absent.
+* Edits: an edit is a new Tweet whose edit history (v2 `edit_history_tweet_ids`, v1.1
+  `edit_history.edit_tweet_ids`) lists its chain's versions oldest first; the first is the chain's
+  root (`Tweet.chain_root_id`), by which the sinks count the chain once. A history that does not
+  list the Tweet itself or is not in ascending order would give a wrong root: rejected.
 * `null` counts as absent (v1.1 writes null liberally); any other type mismatch is rejected.
 
 Speed: a common-shape v2 stream message takes a msgspec fast path (`v2_fast`) with the same
@@ -53,7 +59,7 @@ the other way round):
 * `fields`: typed access to decoded JSON (ids, counts, optional and required fields);
 * `timestamps`: created_at in both formats, the future-timestamp check;
 * `text_entities`: text unescaping, client names, entities (from the payload or the text), domains;
-* `v1`, `v2`: the dict path of each format;
+* `v1`, `v2`, `jetstream`: the dict path of each format;
 * `v2_schema`, `v2_fast`: the msgspec schema and the fast path built on it;
 * `dispatch`: `parse_payload`, which tries the fast path, then the dict path by shape.
 """

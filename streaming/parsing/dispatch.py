@@ -1,5 +1,5 @@
 """`parse_payload`: size and type checks, the v2 fast path, else JSON decoding and dispatch by
-shape to the v1.1 or v2 parser.
+shape to the v1.1, v2 or Bluesky Jetstream parser.
 
 The dict path (`_parse_dicts`) is the source of every error; anything but `InvalidPayload` that
 escapes a parser is a bug here and becomes `parser_error`, so a worker never crashes on data.
@@ -22,6 +22,7 @@ from streaming.parsing.errors import (
     InvalidPayload,
 )
 from streaming.parsing.fields import short, type_name
+from streaming.parsing.jetstream import is_jetstream_event, parse_jetstream
 from streaming.parsing.v1 import parse_v1_delete, parse_v1_tweet
 from streaming.parsing.v2 import parse_v2_message
 from streaming.parsing.v2_fast import parse_v2_fast
@@ -85,6 +86,8 @@ def _dispatch(doc: Any, limit: float) -> list[Event]:
         raise InvalidPayload(f"payload is {type_name(doc)}, expected a JSON object", UNKNOWN_SHAPE)
     if "data" in doc:
         return parse_v2_message(doc, limit)
+    if is_jetstream_event(doc):
+        return parse_jetstream(doc, limit)
     if "delete" in doc:
         return [parse_v1_delete(doc["delete"])]
     if "id_str" in doc or "id" in doc:

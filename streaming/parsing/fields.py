@@ -8,6 +8,7 @@ message a dead-letter reader can act on. `null` counts as absent; any other mism
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, NoReturn
 
 from streaming.parsing.errors import INVALID_VALUE, MISSING_FIELD, WRONG_TYPE, InvalidPayload
@@ -123,6 +124,21 @@ def id_list(v: Any, where: str, key: str) -> tuple[int, ...]:
     if type(v) is not list:
         wrong(f"{where} '{key}'", v, list)
     return tuple(parse_id(x, f"{where} '{key}' item") for x in v)
+
+
+def is_edit_chain(ids: tuple[int, ...], tweet_id: int) -> bool:
+    """An edit history X can send: empty (not given), or its versions' ids, oldest (the chain's
+    root) first, listing the Tweet itself. Anything else would give the chain a wrong root."""
+    return not ids or (tweet_id in ids and all(a < b for a, b in pairwise(ids)))
+
+
+def edit_chain(v: Any, tweet_id: int, where: str, key: str) -> tuple[int, ...]:
+    """The Tweet's edit history (v2 `edit_history_tweet_ids`, v1.1 `edit_tweet_ids`)."""
+    ids = id_list(v, where, key)
+    if is_edit_chain(ids, tweet_id):
+        return ids
+    raise InvalidPayload(f"{where} '{key}' {short(list(ids))} is not an edit chain of Tweet "
+                         f"{tweet_id} (its versions' ids, oldest first)", INVALID_VALUE)
 
 
 def tweet_kind(retweeted: bool, quoted: bool, replied: bool) -> TweetKind:

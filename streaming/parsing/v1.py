@@ -13,9 +13,9 @@ from typing import Any
 from streaming.parsing.errors import MISSING_FIELD, InvalidPayload
 from streaming.parsing.fields import (
     count,
+    edit_chain,
     epoch_ms,
     flag,
-    id_list,
     id_str_first,
     matching_rules,
     opt,
@@ -111,7 +111,8 @@ def parse_v1_tweet(t: dict, limit: float) -> Tweet:
     lang = opt(t, "lang", str, where)
     edits: tuple[int, ...] = ()
     if (hist := opt(t, "edit_history", dict, where)) is not None:
-        edits = id_list(hist.get("edit_tweet_ids"), where + " edit_history", "edit_tweet_ids")
+        edits = edit_chain(hist.get("edit_tweet_ids"), tweet_id, where + " edit_history",
+                           "edit_tweet_ids")
     return Tweet(
         tweet_id=tweet_id, author_id=author_id, author_handle=handle, created_at=created_at,
         lang=lang or "und", text=text,

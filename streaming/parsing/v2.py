@@ -14,8 +14,8 @@ from streaming.parsing.errors import MISSING_FIELD, UNKNOWN_SHAPE, InvalidPayloa
 from streaming.parsing.fields import (
     ID_LIMIT,
     count,
+    edit_chain,
     flag,
-    id_list,
     matching_rules,
     opt,
     opt_id,
@@ -179,8 +179,8 @@ def _parse_v2_tweet(t: dict, inc: _Includes, rules: tuple[str, ...], limit: floa
         impression_count=count(pm, "impression_count", pw, ID_LIMIT),
         source=source_text(opt(t, "source", str, where) or ""), country=country.upper(),
         possibly_sensitive=flag(t, "possibly_sensitive", where),
-        edit_history_tweet_ids=id_list(t.get("edit_history_tweet_ids"), where,
-                                        "edit_history_tweet_ids"),
+        edit_history_tweet_ids=edit_chain(t.get("edit_history_tweet_ids"), tweet_id, where,
+                                          "edit_history_tweet_ids"),
         matching_rules=rules,
     )
 

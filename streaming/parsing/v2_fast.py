@@ -23,7 +23,7 @@ from typing import Any
 from msgspec import UNSET
 
 from streaming.parsing import v2_schema as schema
-from streaming.parsing.fields import ID_LIMIT
+from streaming.parsing.fields import ID_LIMIT, is_edit_chain
 from streaming.parsing.text_entities import domain, extracted_entities, host_domain, source_text, unescape
 from streaming.parsing.timestamps import v2_created_at
 from streaming.parsing.v2 import RT_PREFIX
@@ -115,7 +115,7 @@ def _fast_v2_tweet(msg: schema.Message, limit: float) -> Tweet:
     tw.possibly_sensitive = t.possibly_sensitive is True
     tw.edit_history_tweet_ids = (() if edits is None else (tweet_id,)
                                  if len(edits) == 1 and edits[0] == t.id  # unedited
-                                 else tuple(map(_fast_id, edits)))
+                                 else _fast_chain(edits, tweet_id))
     tw.matching_rules = _fast_rule_tags(msg.matching_rules)
     tw.__class__ = Tweet  # type: ignore[assignment]  # see _MutableTweet
     return tw  # type: ignore[return-value]
@@ -127,6 +127,14 @@ def _fast_id(v: str | None) -> int:
         n = int(v)  # type: ignore[arg-type]
         if 0 < n < ID_LIMIT:
             return n
+    raise _Fallback
+
+
+def _fast_chain(edits: list[str], tweet_id: int) -> tuple[int, ...]:
+    """`edit_chain` of an edit's history; one that is no chain is the dict path's to reject."""
+    ids = tuple(map(_fast_id, edits))
+    if is_edit_chain(ids, tweet_id):
+        return ids
     raise _Fallback
 
 

@@ -3,7 +3,9 @@
 from streaming.sinks.clickhouse import ClickHouseSink
 from streaming.sinks.dead_letters import DeadLetter, DeadLetterSink
 from streaming.sinks.hot_aggregates import HotAggregatesSink, PartitionBatch
+from streaming.sinks.protocol import BatchSink, Sink
 
 __all__ = [
-    "ClickHouseSink", "DeadLetter", "DeadLetterSink", "HotAggregatesSink", "PartitionBatch",
+    "BatchSink", "ClickHouseSink", "DeadLetter", "DeadLetterSink", "HotAggregatesSink",
+    "PartitionBatch", "Sink",
 ]

@@ -28,7 +28,7 @@ The embedded endpoint once acknowledged inserts it had dropped (docs/embedded-cl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 
 import lz4.frame
@@ -37,9 +37,10 @@ import msgspec
 from streaming import metrics
 from streaming.normalize import lowered
 from tweetflow.clients import clickhouse_client
-from tweetflow.model import Event, Tweet
+from tweetflow.model import EDIT_WINDOW, Event, Tweet
 from tweetflow.schema import (
     COUNT_LIMIT,
+    RAW_DAY_VERSIONS,
     RAW_TWEET_COLUMNS,
     RAW_TWEETS,
     TWEET_DELETE_COLUMNS,
@@ -47,6 +48,7 @@ from tweetflow.schema import (
     raw_tweets_partition,
 )
 from tweetflow.settings import Settings
+from tweetflow.snowflake import MIN_SNOWFLAKE_ID, snowflake_time
 
 RAW_NAMES = [name for name, _ in RAW_TWEET_COLUMNS]
 DELETE_NAMES = [name for name, _ in TWEET_DELETE_COLUMNS]
@@ -87,7 +89,7 @@ class ClickHouseSink:
         now = datetime.now(UTC)
         encode_into = self._encode_into
         days: dict[date, _Part] = {}  # raw_tweets rows by partition, JSONCompactEachRow bodies
-        deletes = _Part()
+        deletes, deleted, chain_days = _Part(), [], set()
         for partition, offset, event in located:
             if event.kind == "tweet" and event.tweet is not None:
                 t = event.tweet
@@ -95,14 +97,19 @@ class ClickHouseSink:
                 part = days.get(day) or days.setdefault(day, _Part())
                 encode_into(_tweet_row(t, partition, offset, now), part.body, -1)
                 part.add(t.tweet_id)
+                if t.chain_root_id != t.tweet_id:  # an edit changes its chain's day (its root's)
+                    chain_days.add(raw_tweets_partition(t.chain_created_at))
             elif event.kind == "delete":
                 encode_into(_delete_row(event, partition, offset, now), deletes.body, -1)
                 deletes.add(event.tweet_id)
+                deleted.append(event.tweet_id)
         try:
             for group in _groups(list(days.values()), self.settings.clickhouse_max_partitions_per_insert):
                 self._insert(RAW_TWEETS, RAW_NAMES, group)
             if deletes.rows:
                 self._insert(TWEET_DELETES, DELETE_NAMES, [deletes])
+            if days or deleted:  # after the rows: a version never runs ahead of what it covers
+                self.record_days(days.keys() | chain_days | self.days_of(deleted))
         except Exception:
             self.close()  # reconnect on the next attempt
             raise
@@ -116,6 +123,29 @@ class ClickHouseSink:
                                compression=self.compression)
         if self.settings.clickhouse_verify_inserts:
             self._verify(table, [part.last_id for part in parts])
+
+    def record_days(self, days: Iterable[date]) -> None:
+        """Move the raw version of each event day the batch touched (the server stamps it).
+
+        Why a row per day and batch: "which days changed since X" must stay a cheap query on a
+        small table, whatever the size of raw_tweets (docs/marts-coverage.md).
+        """
+        body = b"".join(b'["%s"]\n' % d.isoformat().encode() for d in sorted(days))
+        self.client.raw_insert(RAW_DAY_VERSIONS, ["day"], body, settings=self._insert_settings,
+                               fmt=INSERT_FORMAT)
+
+    def days_of(self, tweet_ids: list[int]) -> set[date]:
+        """The event days of deleted Tweets: from a Snowflake id itself, else from raw_tweets. A
+        deleted edit removes its chain, counted on its root's day, up to an edit window earlier."""
+        days = {raw_tweets_partition(moment) for i in tweet_ids if i >= MIN_SNOWFLAKE_ID
+                for moment in (snowflake_time(i), snowflake_time(i) - EDIT_WINDOW)}
+        older = sorted(i for i in tweet_ids if i < MIN_SNOWFLAKE_ID)
+        if older:
+            found = self.client.query(
+                f"SELECT DISTINCT toDate(created_at) FROM `{RAW_TWEETS}` "
+                "WHERE tweet_id IN {ids:Array(UInt64)}", parameters={"ids": older}).result_columns
+            days.update(found[0] if found else ())
+        return days
 
     @property
     def _insert_settings(self) -> dict[str, str]:
@@ -140,6 +170,9 @@ class ClickHouseSink:
                       len(expected), min(missing))
             raise RowsNotStored(f"{len(missing)} of {len(expected)} rows acknowledged by ClickHouse "
                                 f"are not in {table} (e.g. tweet_id {min(missing)})")
+
+    def flush(self) -> None:
+        """Nothing to do: each write is a synchronous INSERT, read back before it returns."""
 
     def close(self) -> None:
         if self._client is not None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from confluent_kafka import Producer
 
 from tweetflow.clients import kafka_config
 from tweetflow.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,11 +48,23 @@ class DeadLetterSink:
                          ("source_offset", str(letter.offset).encode())],
                 on_delivery=self._on_delivery)
             self.producer.poll(0)
+        self.flush(timeout)
+        return len(letters)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait for the acks of the letters in flight; raises RuntimeError if any is missing."""
         remaining = self.producer.flush(timeout)
         if remaining or self._errors:
             raise RuntimeError(f"dead-letter delivery failed: {remaining} unsent, "
                                f"errors {self._errors[:3]}")
-        return len(letters)
+
+    def close(self) -> None:
+        """Flush, best effort: letters not acknowledged belong to a batch that was not committed,
+        so they are produced again when it is re-read."""
+        try:
+            self.flush()
+        except RuntimeError as exc:
+            log.warning("closing the dead-letter sink: %s", exc)
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:

@@ -1,4 +1,4 @@
-"""Hot aggregates in Redis, applied exactly once per Kafka offset and once per Tweet id.
+"""Hot aggregates in Redis, applied exactly once per Kafka offset and once per Tweet (edit chain).
 
 Why this shape (docs/effectively-once.md has the full argument):
 - Counters are not idempotent, so each partition keeps an offset *watermark* in Redis, and a batch's
@@ -6,10 +6,11 @@ Why this shape (docs/effectively-once.md has the full argument):
   watermark is still the one the batch was planned against (compare-and-set). A replay, a retry or
   a second consumer of a partition (a zombie after a rebalance) therefore applies nothing twice.
 - A Tweet published twice arrives at two offsets (the key is the Tweet id), so the watermark alone
-  cannot catch it: `seen` hashes map each counted Tweet id to the contribution it made. A second
-  copy finds its id there and counts nothing; a delete finds the contribution and subtracts exactly
-  it. The script re-checks every id it relies on, so the plan made in Python cannot race with
-  another writer.
+  cannot catch it: `seen` hashes map each counted Tweet's edit chain to the contribution it made
+  (streaming.sinks.hot_state). A second copy, or an older version of an edited Tweet, counts
+  nothing; a newer version replaces what the chain counted; a delete subtracts exactly it. The
+  script re-checks every id it relies on, so the plan made in Python cannot race with another
+  writer, even one applying another version of the chain from another partition.
 - Cost: the plan is aggregated in Python (one entry per distinct key and member, not per Tweet) and
   travels as one JSON argument that the script decodes with Redis' built-in cjson: packing tens of
   thousands of separate arguments cost more CPU than everything else the sink does.
@@ -19,13 +20,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import orjson
 
-from streaming.normalize import author_member, distinct_lowered
+from streaming.sinks.hot_state import (
+    DIM,
+    ApplyResult,
+    Plan,
+    SeenStates,
+    account,
+    chain_ids,
+    pointed_root,
+    seen_hour,
+)
 from tweetflow.clients import redis_client
 from tweetflow.hot_keys import (
     GRAIN_SECONDS,
@@ -36,18 +45,11 @@ from tweetflow.hot_keys import (
     tweets_key,
     watermark_key,
 )
-from tweetflow.model import Event, Tweet
+from tweetflow.model import Event
 from tweetflow.settings import Settings
-from tweetflow.snowflake import snowflake_ms
 
-DELETED = "D"
+__all__ = ["ApplyResult", "HotAggregatesSink", "PartitionBatch"]
 TOPIC_ID_FIELD = "topic_id"  # in the watermark hash: which incarnation of the topic it describes
-_FIELD, _ITEM = "\x1f", "\x1e"
-# A member is one letter for its dimension and then the value ("hpython"): the contribution kept
-# per Tweet id is most of the dedup state's memory, so it is kept short.
-_CODE = {"lang": "l", "kind": "k", "author": "a", "hashtag": "h", "mention": "m", "cashtag": "c",
-         "domain": "d"}
-_DIM = {code: dim for dim, code in _CODE.items()}
 
 # ARGV[1] is the JSON plan (see HotAggregatesSink._encode): flat lists ([key, value, key, ...])
 # or objects from a key to the flat list of its fields and values.
@@ -104,40 +106,6 @@ class PartitionBatch:
     events: list[tuple[int, Event]] = field(default_factory=list)
 
 
-@dataclass
-class ApplyResult:
-    counted: int = 0
-    updated: int = 0  # new versions of Tweets already counted
-    duplicates: int = 0
-    deletes: int = 0
-    cold: int = 0  # older than the hot horizon: ClickHouse only
-    already_applied: bool = False
-    retries: int = 0
-
-
-@dataclass
-class _Plan:
-    """A batch's effect, aggregated: per minute and member, summed over the batch's Tweets."""
-
-    seen_hours: dict[str, int] = field(default_factory=dict)  # seen key -> its hour
-    checks: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    seen: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    tweets: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minute -> delta
-    members: Counter[tuple[int, str]] = field(default_factory=Counter)
-    authors: set[tuple[int, str]] = field(default_factory=set)  # (minute, author id)
-    result: ApplyResult = field(default_factory=ApplyResult)
-
-    def count(self, minute: int, members: Iterable[str], sign: int, author_id: int) -> None:
-        self.tweets[minute] += sign
-        pairs = zip(repeat(minute), members)
-        if sign > 0:
-            self.members.update(pairs)  # Counter counts in C: the hottest loop of the plan
-            if author_id:
-                self.authors.add((minute, str(author_id)))
-        else:
-            self.members.subtract(pairs)
-
-
 class HotAggregatesSink:
     """Per-minute and per-hour counts, top-K sorted sets and author HLLs within the hot horizon."""
 
@@ -172,6 +140,12 @@ class HotAggregatesSink:
         pipe.execute()
         return stored is not None
 
+    def flush(self) -> None:
+        """Nothing to do: each apply is one atomic script call that has run when it returns."""
+
+    def close(self) -> None:
+        self.redis.close()
+
     def apply(self, batch: PartitionBatch, expected: int) -> ApplyResult:
         """Apply one partition's batch on top of watermark `expected` (see apply_all)."""
         return self.apply_all([batch], {batch.partition: expected})
@@ -198,35 +172,26 @@ class HotAggregatesSink:
                 expected[int(moved[i])] = int(moved[i + 1])
             retries += 1
 
-    def _plan(self, events: list[tuple[int, Event]]) -> _Plan:
-        plan = _Plan()
+    def _plan(self, events: list[tuple[int, Event]]) -> Plan:
+        plan = Plan()
         oldest = self.clock() - self.horizon
-        hours = [_seen_hour(e.tweet_id) for _, e in events]
-        remote = self._lookup([e.tweet_id for (_, e), hour in zip(events, hours, strict=True)
-                               if hour + 3600 > oldest])
-        local: dict[int, str] = {}
-        keys = {hour: key for key, hour in plan.seen_hours.items()}
-        for (_, event), hour in zip(events, hours, strict=True):
-            tweet_id, tweet = event.tweet_id, event.tweet
-            if hour + 3600 <= oldest or (tweet is not None and tweet.created_at.timestamp() < oldest):
-                plan.result.cold += 1
-                continue
-            key = keys.get(hour)
-            if key is None:
-                key = keys[hour] = seen_key(self.prefix, hour)
-                plan.seen_hours[key] = hour
-            if tweet_id in local:
-                state = local[tweet_id]
-            else:
-                state = remote.get(tweet_id)
-                plan.checks[key].extend((str(tweet_id), state or ""))
-            new_state = _account(plan, event, state, hour)
-            if new_state is not None:
-                local[tweet_id] = new_state
-                plan.seen[key].extend((str(tweet_id), new_state))
+        hot = [e for _, e in events if not _cold(e, oldest)]
+        plan.result.cold = len(events) - len(hot)
+        asked = {i for e in hot for i in chain_ids(e)}
+        found = self._lookup(list(asked))
+        # A delete of an edit names its chain's root through a pointer: a second round trip for
+        # those roots (only in a batch that deletes an edit).
+        roots = {r for e in hot if e.kind != "tweet" or e.tweet is None  # as `account` does
+                 if (r := pointed_root(found.get(e.tweet_id))) is not None} - asked
+        if roots:
+            found.update(self._lookup(list(roots)))
+            asked |= roots
+        states = SeenStates(plan, self.prefix, asked, found)
+        for event in hot:
+            account(plan, states, event)
         return plan
 
-    def _encode(self, plan: _Plan, marks: list) -> bytes:
+    def _encode(self, plan: Plan, marks: list) -> bytes:
         """The plan as the script's JSON argument, with per-minute and per-hour keys and expiries."""
         now_hour = bucket_start(self.clock(), "h")
         expire = {key: max(hour, now_hour) + 3600 + self.horizon
@@ -254,17 +219,17 @@ class HotAggregatesSink:
         """When a bucket's key expires: the hot horizon after the bucket ends."""
         return bucket + GRAIN_SECONDS[grain] + self.horizon
 
-    def _zincr(self, plan: _Plan, expire: dict[str, int]) -> dict[str, list]:
+    def _zincr(self, plan: Plan, expire: dict[str, int]) -> dict[str, list]:
         """Sorted-set increments per key, [member, delta, ...]: each key travels once."""
         groups: dict[tuple[str, str, int], list] = defaultdict(list)
         hourly: Counter[tuple[int, str]] = Counter()
         for (minute, member), delta in plan.members.items():
             hourly[(minute - minute % 3600, member)] += delta
             if delta:  # zero: added and removed within the batch, no change
-                groups[(_DIM[member[0]], "m", minute)].extend((member[1:], delta))
+                groups[(DIM[member[0]], "m", minute)].extend((member[1:], delta))
         for (hour, member), delta in hourly.items():
             if delta:
-                groups[(_DIM[member[0]], "h", hour)].extend((member[1:], delta))
+                groups[(DIM[member[0]], "h", hour)].extend((member[1:], delta))
         out: dict[str, list] = {}
         for (dim, grain, bucket), pairs in groups.items():
             key = dimension_key(self.prefix, dim, grain, bucket)
@@ -276,7 +241,7 @@ class HotAggregatesSink:
         """Current `seen` state of these ids, one HMGET per hour key, pipelined."""
         by_key: dict[str, list[int]] = defaultdict(list)
         for tweet_id in dict.fromkeys(ids):
-            by_key[seen_key(self.prefix, _seen_hour(tweet_id))].append(tweet_id)
+            by_key[seen_key(self.prefix, seen_hour(tweet_id))].append(tweet_id)
         if not by_key:
             return {}
         pipe = self.redis.pipeline(transaction=False)
@@ -288,63 +253,15 @@ class HotAggregatesSink:
         return found
 
 
-def _account(plan: _Plan, event: Event, state: str | None, hour: int) -> str | None:
-    """Count one event against its id's `seen` state; the id's new state, None for a duplicate.
-    `hour` is the id's `seen` hour, which the stored minute is relative to."""
-    tweet = event.tweet
-    if event.kind == "tweet" and tweet is not None:
-        minute, members = _members(tweet)
-        contribution = _FIELD.join((str((minute - hour) // 60), *members))
-        if state in (DELETED, contribution):
-            plan.result.duplicates += 1
-            return None
-        if state is not None:
-            # A newer version of a counted Tweet (other entities, say): the latest version wins,
-            # as in ClickHouse, so replace what the old one contributed.
-            plan.count(*_decode(state, hour), -1, 0)
-            plan.result.updated += 1
-        else:
-            plan.result.counted += 1
-        plan.count(minute, members, +1, tweet.author_id)
-        return contribution
-    if state == DELETED:
-        plan.result.duplicates += 1
-        return None
-    if state is not None:
-        plan.count(*_decode(state, hour), -1, 0)
-        plan.result.deletes += 1
-    return DELETED
-
-
 def _buckets(minute: int) -> tuple[tuple[str, int], tuple[str, int]]:
     """The minute's bucket at each grain: ("m", minute), ("h", its hour)."""
     return ("m", minute), ("h", minute - minute % 3600)
 
 
-def _seen_hour(tweet_id: int) -> int:
-    return snowflake_ms(tweet_id) // 3_600_000 * 3600
-
-
-def _members(tweet: Tweet) -> tuple[int, list[str]]:
-    """The minute and the members (dimension letter + value) one Tweet adds to; with the minute
-    they are the contribution a delete later subtracts exactly."""
-    members = [f"l{tweet.lang}", f"k{tweet.kind}"]
-    author = author_member(tweet)
-    if author:
-        members.append(f"a{author}")
-    for code, values in (("h", tweet.hashtags), ("m", tweet.mentions), ("c", tweet.cashtags),
-                         ("d", tweet.domains)):
-        if len(values) == 1:  # the common case, without distinct_lowered's dict
-            members.append(code + values[0].lower())
-        elif values:
-            members.extend(code + v for v in distinct_lowered(values))
-    return bucket_start(tweet.created_at.timestamp(), "m"), members
-
-
-def _decode(contribution: str, hour: int) -> tuple[int, list[str]]:
-    """(minute, members) of a stored contribution: minutes after `hour`, then the members."""
-    head, *members = contribution.split(_FIELD)
-    if _ITEM in contribution:  # the layout before 2026-11-26: epoch minute, "dim<ITEM>value"
-        return int(head), [_CODE[dim] + value for dim, value in
-                           (member.split(_ITEM, 1) for member in members)]
-    return hour + int(head) * 60, members
+def _cold(event: Event, oldest: float) -> bool:
+    """Older than the hot horizon (ClickHouse only): by its chain's root for a Tweet."""
+    tweet = event.tweet
+    if tweet is None:
+        return seen_hour(event.tweet_id) + 3600 <= oldest
+    return (seen_hour(tweet.chain_root_id) + 3600 <= oldest
+            or tweet.chain_created_at.timestamp() < oldest)

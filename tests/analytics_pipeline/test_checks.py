@@ -43,7 +43,7 @@ def test_duplicate_audit(test_settings: Settings, resources: dict, tmp_path: Pat
     broken = no_duplicate_tweet_ids(tweetflow=resources["tweetflow"])
     assert not broken.passed
     assert broken.metadata["duplicate_rows"].value == 2
-    samples = {s["tweet_id"] for s in broken.metadata["duplicate_samples"].value}
+    samples = {s["chain_root_id"] for s in broken.metadata["duplicate_samples"].value}
     assert samples == {101, 102}
 
 

@@ -18,7 +18,7 @@ from analytics_pipeline.automation import (
 )
 from analytics_pipeline.checks import closed_minutes, count_mismatches, volume_verdict
 from analytics_pipeline.dbt_models import dbt_build_args
-from analytics_pipeline.replay import days_predicate, ranges_predicate
+from analytics_pipeline.shadow_comparison import days_predicate, ranges_predicate
 
 
 def utc(*args: int) -> datetime:

@@ -2,8 +2,8 @@
 ClickHouse behind the consumers' back fails it, with the differing rows in the metadata.
 
 Production here is the real consumer (streaming.worker.Worker) reading a topic of synthetic
-messages into the test's database. The shadow load is streaming.replay.replay_into once it
-exists; until then the job uses its SQL copy stand-in (see analytics_pipeline/replay.py).
+messages into the test's database. The shadow load is streaming.shadow_replay.replay_into, the
+comparison analytics_pipeline.shadow_comparison.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from dagster import ExecuteInProcessResult
 from raw_rows import query, run_dbt
 
-from analytics_pipeline.replay_job import replay_validation
+from analytics_pipeline.replay_validation import replay_validation
 from tweetflow.clients import clickhouse_client
 from tweetflow.settings import Settings
 

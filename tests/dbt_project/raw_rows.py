@@ -1,4 +1,5 @@
-"""Hand-written rows for the raw tables, as the consumers would write them, and a dbt runner.
+"""Hand-written rows for the raw tables, as the consumers would write them, and a dbt runner
+(the bench's `bench.harness.dbt`, failing as an assertion).
 
 The sample (a day and a half of Tweets) exercises what the marts must get right: versions of one
 Tweet (newest wins), an exact duplicate, a deleted Tweet, a Tweet repeating an entity, one
@@ -10,20 +11,16 @@ sys.path): both insert a handful of rows with clickhouse-connect and check exact
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.harness import clickhouse_rows, dbt
 from tweetflow.schema import RAW_TWEET_COLUMNS, TWEET_DELETE_COLUMNS
-from tweetflow.settings import PROJECT_ROOT, Settings
+from tweetflow.settings import Settings
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-DBT = str(Path(sys.executable).parent / "dbt")
 INGESTED = datetime(2024, 3, 7, 12, 0, tzinfo=UTC)
 
 
@@ -76,32 +73,34 @@ def insert(settings: Settings, table: str, rows: Iterable[dict[str, Any]]) -> No
         client.insert(table, [[r[n] for n in names] for r in rows], column_names=names)
     finally:
         client.close()
+    _stamp_days(settings, table, rows)
 
 
-def query(settings: Settings, sql: str) -> list[tuple]:
-    from tweetflow.clients import clickhouse_client
+def _stamp_days(settings: Settings, table: str, rows: list[dict[str, Any]]) -> None:
+    """Move the raw versions of the rows' days, as the consumers do after every batch."""
+    from streaming.sinks.clickhouse import ClickHouseSink
 
-    client = clickhouse_client(settings)
+    sink = ClickHouseSink(settings)
     try:
-        return [tuple(r) for r in client.query(sql).result_rows]
+        if table == "raw_tweets":
+            sink.record_days({_created(r["created_at"]).date() for r in rows})
+        elif table == "tweet_deletes":
+            sink.record_days(sink.days_of([r["tweet_id"] for r in rows]))
     finally:
-        client.close()
+        sink.close()
+
+
+def _created(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+query = clickhouse_rows  # the rows of one query against `settings`' database
 
 
 def run_dbt(settings: Settings, *args: str, work_dir: Path) -> subprocess.CompletedProcess:
     """dbt against `settings`' database, artifacts in work_dir (the project's target/ holds
     Dagster's manifest and must not be overwritten by tests); raises with the log on failure."""
-    from analytics_pipeline.resources import dbt_env
-
-    target = work_dir / "dbt_target"
-    target.mkdir(parents=True, exist_ok=True)
-    cached = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
-    if cached.exists():  # reuse the parse cache: a full parse costs seconds of scarce CPU
-        shutil.copy(cached, target / cached.name)
-    argv = [DBT, *args, "--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir",
-            str(DBT_PROJECT_DIR), "--target-path", str(target), "--log-path", str(target)]
-    result = subprocess.run(argv, env={**os.environ, **dbt_env(settings)}, capture_output=True,
-                            text=True, check=False)
+    result = dbt(settings, *args, work_dir=work_dir)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{result.stdout[-6000:]}")
     return result

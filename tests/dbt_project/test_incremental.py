@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from raw_rows import INGESTED, delete, insert, load_sample, query, run_dbt, tweet
 
-from analytics_pipeline.replay import MARTS
+from analytics_pipeline.shadow_comparison import MARTS
 from tweetflow.settings import Settings
 
 pytestmark = pytest.mark.integration

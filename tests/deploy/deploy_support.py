@@ -1,5 +1,5 @@
 """Shared helpers of the deployment tests: the files under deploy/, and the environment variable
-names tweetflow actually reads (derived from the code, never listed by hand)."""
+names tweetflow actually reads (derived from Settings, never listed by hand)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from types import ModuleType
 from typing import Any
 
 import yaml
-from pydantic import AliasChoices
 
 from tweetflow.settings import Settings
 
@@ -22,7 +21,7 @@ COMPOSE_FILE = DEPLOY / "docker-compose.yml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 K8S = DEPLOY / "k8s"
 HELM_VALUES = DEPLOY / "helm" / "dagster-values.yaml"
-CODE_PACKAGES = ("tweetflow", "streaming", "query_service", "analytics_pipeline")
+CODE_PACKAGES = ("tweetflow", "streaming", "ingest_service", "query_service", "analytics_pipeline")
 TWEETFLOW_IMAGE_NAME = "tweetflow"
 
 
@@ -37,34 +36,14 @@ def load_yaml_documents(path: Path) -> list[dict[str, Any]]:
 @cache
 def settings_env_names() -> frozenset[str]:
     """Every environment variable name Settings reads: its aliases, or TWEETFLOW_<FIELD>."""
-    prefix = Settings.model_config.get("env_prefix", "")
-    names: set[str] = set()
-    for field_name, field in Settings.model_fields.items():
-        alias = field.validation_alias
-        if isinstance(alias, AliasChoices):
-            names.update(choice for choice in alias.choices if isinstance(choice, str))
-        elif isinstance(alias, str):
-            names.add(alias)
-        else:
-            names.add(f"{prefix}{field_name}")
     # pydantic-settings matches names case-insensitively unless configured otherwise.
-    return frozenset(name.upper() for name in names)
-
-
-@cache
-def _code_text() -> str:
-    return "\n".join(path.read_text() for package in CODE_PACKAGES
-                     for path in (PROJECT_ROOT / package).rglob("*.py"))
-
-
-def read_by_code(name: str) -> bool:
-    """True when project code names the variable as a string literal (os.environ lookups of
-    names outside Settings, e.g. TWEETFLOW_API_KEYS)."""
-    return re.search(rf"""["']{re.escape(name)}["']""", _code_text()) is not None
+    return frozenset(name.upper() for names in Settings.env_names().values() for name in names)
 
 
 def is_tweetflow_env(name: str) -> bool:
-    return name.upper() in settings_env_names() or read_by_code(name)
+    """True for a variable Settings reads (every setting is there: no code reads the environment
+    elsewhere, see tests/test_layers.py)."""
+    return name.upper() in settings_env_names()
 
 
 @cache

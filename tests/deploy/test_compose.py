@@ -25,7 +25,7 @@ from deploy_support import (
     tweetflow_services,
 )
 
-from tweetflow.cli import build_parser
+from tweetflow.app.cli import build_parser
 from tweetflow.settings import Settings
 
 REQUIRED_SERVICES = {

@@ -16,6 +16,7 @@ import pytest
 from deploy_support import DEPLOY, load_script
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from tweetflow import namespaces
 from tweetflow.clients import clickhouse_client, kafka_admin
 from tweetflow.settings import Settings
 
@@ -98,7 +99,7 @@ def test_init_creates_topics_and_schema_idempotently(stack: Settings) -> None:
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{tag}`")
         client.close()
-        kafka_admin(settings).delete_topics([settings.topic_raw, settings.topic_dlq])
+        namespaces.delete_topics(settings, [settings.topic_raw, settings.topic_dlq])
 
 
 def test_init_reports_services_that_do_not_answer(stack: Settings) -> None:

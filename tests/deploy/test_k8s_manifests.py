@@ -19,7 +19,7 @@ from deploy_support import (
     load_yaml_documents,
 )
 
-from tweetflow.cli import build_parser
+from tweetflow.app.cli import build_parser
 
 CONFIG_MAP, SECRET = "tweetflow-config", "tweetflow-secrets"
 DEPLOYMENTS = {"tweetflow-consumer", "tweetflow-query", "tweetflow-ingest"}

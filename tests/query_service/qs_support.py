@@ -7,7 +7,6 @@ A plain module rather than a conftest.py: the tests import these helpers by name
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import tempfile
 import threading
@@ -20,13 +19,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tweetflow.hot_keys import snowflake_ms
+from bench.harness.dbt_runs import DBT_PROJECT, dbt
 from tweetflow.model import Event, Tweet
 from tweetflow.settings import Settings
+from tweetflow.snowflake import snowflake_ms
 from tweetflow.v1 import analytics_pb2_grpc
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DBT_PROJECT = PROJECT_ROOT / "dbt_project"
 API_KEY = "test-key-1"
 # The marts the query service reads (with stg_tweets, which they select from).
 MART_MODELS = ("stg_tweets", "entity_counts_hourly", "entity_counts_daily", "tweet_volume_hourly",
@@ -67,20 +65,17 @@ def write_events(settings: Settings, events: list[Event], *, hot: bool = True) -
         hot_sink.apply(batch, hot_sink.watermarks().get(0, -1))
 
 
-def build_marts(settings: Settings) -> None:
-    """Build stg_tweets and the marts in the test's database with the project's dbt models."""
+def build_marts(settings: Settings, *extra: str, select: tuple[str, ...] = MART_MODELS,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Build stg_tweets and the marts in the test's database with the project's dbt models
+    (`extra`: more dbt arguments, e.g. `--vars`; `check=False` returns a failed run too)."""
     if not (DBT_PROJECT / "models" / "marts").is_dir():
         pytest.skip("dbt_project/models/marts not found")
-    from analytics_pipeline.resources import dbt_env
-
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(PROJECT_ROOT / ".venv" / "bin" / "dbt"), "run", "--project-dir",
-               str(DBT_PROJECT), "--profiles-dir", str(DBT_PROJECT), "--target-path",
-               f"{tmp}/target", "--log-path", f"{tmp}/logs", "--select", *MART_MODELS]
-        done = subprocess.run(cmd, env={**os.environ, **dbt_env(settings)}, capture_output=True,
-                              text=True, timeout=600, check=False)
-    if done.returncode != 0:
+        done = dbt(settings, "run", "--select", *select, *extra, work_dir=Path(tmp), timeout=600)
+    if check and done.returncode != 0:
         raise AssertionError(f"dbt run failed:\n{done.stdout[-4000:]}\n{done.stderr[-2000:]}")
+    return done
 
 
 @dataclass
@@ -88,6 +83,7 @@ class Served:
     address: str
     loop: asyncio.AbstractEventLoop
     running: object
+    http_url: str = ""  # the Connect base URL, when served
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
@@ -97,18 +93,22 @@ class Served:
 
 
 @contextmanager
-def serving(settings: Settings, *, api_keys: tuple[str, ...] | None = (API_KEY,)
-            ) -> Iterator[Served]:
-    """Serve the AnalyticsService for `settings` on a free port from a background loop."""
+def serving(settings: Settings, *, api_keys: tuple[str, ...] | None = (API_KEY,),
+            http: bool = False) -> Iterator[Served]:
+    """Serve the AnalyticsService for `settings` on a free port from a background loop, and with
+    `http` over Connect too (on another free port)."""
+    from bench.harness import free_port
     from query_service.server import start
 
+    http_port = free_port() if http else 0
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     running = asyncio.run_coroutine_threadsafe(
-        start(settings, 0, api_keys=api_keys), loop).result(30)
+        start(settings, 0, api_keys=api_keys, http_port=http_port), loop).result(30)
     try:
-        yield Served(f"127.0.0.1:{running.port}", loop, running)
+        yield Served(f"127.0.0.1:{running.port}", loop, running,
+                     f"http://127.0.0.1:{http_port}" if http else "")
     finally:
         asyncio.run_coroutine_threadsafe(running.stop(0.5), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)

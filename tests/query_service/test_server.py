@@ -43,7 +43,7 @@ def test_health_and_reflection_answer_without_a_key(test_settings: Settings) -> 
         service = DescriptorPool(database).FindServiceByName(SERVICE)
         assert {m.name for m in service.methods} == {
             "TrendingHashtags", "TimeSeries", "TopMentions", "TopDomains", "TopAuthors",
-            "TweetVolume", "UserActivity", "EngagementSummary"}
+            "TweetVolume", "UserActivity", "EngagementSummary", "PipelineStatus"}
         assert service.FindMethodByName("TimeSeries").output_type.fields_by_name["source"]
 
 

@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from query_service import cli, marts, validation
 from query_service.cache import CURRENT_MINUTE_TTL, MAX_TTL, MIN_CLOSED_TTL, SingleFlight, ttl_for
-from query_service.interceptors import RequestMetrics, observe
+from query_service.metrics import RequestMetrics, observe
 from query_service.planner import DAY, HOUR, MINUTE, Part, Source
 from tweetflow.auth import load_api_keys, stored_or_new_key
 from tweetflow.settings import Settings
@@ -120,13 +120,20 @@ def test_mart_parts_filter_their_own_grain_column() -> None:
                         "a1": 2 * DAY, "b1": 2 * DAY + HOUR}
 
 
-def test_api_keys_come_from_the_environment_or_a_generated_file(tmp_path: Path) -> None:
-    settings = Settings().model_copy(update={"data_dir": tmp_path})
-    assert load_api_keys(settings, {"TWEETFLOW_API_KEYS": "a, b,"}) == {"a", "b"}
-    assert load_api_keys(settings, {"TWEETFLOW_API_KEYS": "off"}) is None
-    generated = load_api_keys(settings, {})
+def test_api_keys_come_from_the_environment_or_a_generated_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def keys(env: str | None) -> frozenset[str] | None:
+        if env is None:
+            monkeypatch.delenv("TWEETFLOW_API_KEYS", raising=False)
+        else:
+            monkeypatch.setenv("TWEETFLOW_API_KEYS", env)
+        return load_api_keys(Settings().model_copy(update={"data_dir": tmp_path}))
+
+    assert keys("a, b,") == {"a", "b"}
+    assert keys("off") is None
+    generated = keys(None)
     assert generated and len(next(iter(generated))) > 20
-    assert load_api_keys(settings, {}) == generated  # kept, not regenerated
+    assert keys(None) == generated  # kept, not regenerated
     assert (tmp_path / "api_key").stat().st_mode & 0o777 == 0o600
     assert stored_or_new_key(tmp_path / "api_key") == next(iter(generated))
 

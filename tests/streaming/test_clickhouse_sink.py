@@ -110,6 +110,9 @@ def test_every_field_reads_back_as_the_event_said(test_settings: Settings,
             else:
                 assert row[name] == want and type(row[name]) is type(want), (t.tweet_id, name)
         assert (row["kafka_partition"], row["kafka_offset"]) == (partition, offset)
+        # derived by the server, as the model derives them
+        assert row["chain_root_id"] == t.chain_root_id, t.tweet_id
+        assert _utc(row["chain_created_at"]) == _ms(t.chain_created_at.astimezone(UTC)), t.tweet_id
 
     deletes = {r["tweet_id"]: r for r in _select(test_settings,
                                                     f"SELECT * FROM {TWEET_DELETES} FINAL")}
@@ -172,3 +175,68 @@ def test_a_count_beyond_uint32_is_refused_not_wrapped() -> None:
                   created_at=datetime(2025, 1, 1, tzinfo=UTC), like_count=2**32)
     with pytest.raises(ValueError, match="UInt32"):
         _tweet_row(tweet, 0, 0, datetime.now(UTC))
+
+
+def test_a_raw_table_from_before_edit_chains_gains_the_chain_root_column(
+        test_settings: Settings) -> None:
+    """A stack upgraded in place keeps its raw_tweets: ensure_schema adds `chain_root_id`, whose
+    default gives the rows already there their chain's root from their edit history, and copies
+    the edits already there to raw_tweet_edits (staging's index of edit chains)."""
+    from tweetflow.schema import ensure_schema
+    from tweetflow.snowflake import snowflake_time
+
+    root, edit, later = 1765286190904246340, 1765286997657649237, 1765287997657649237
+    client = clickhouse_client(test_settings)
+    try:
+        client.command("DROP TABLE raw_tweet_edits_mv")  # as before edit chains
+        client.command("DROP TABLE raw_tweet_edits")
+        client.command(f"ALTER TABLE {RAW_TWEETS} DROP INDEX chain_created_at_minmax")
+        client.command(f"ALTER TABLE {RAW_TWEETS} DROP COLUMN chain_created_at")
+        client.command(f"ALTER TABLE {RAW_TWEETS} DROP COLUMN chain_root_id")
+        client.command(f"INSERT INTO {RAW_TWEETS} (tweet_id, created_at, edit_history_tweet_ids) "
+                       f"VALUES ({edit}, now64(3), [{root}, {edit}]), (7, now64(3), [])")
+        ensure_schema(test_settings)
+        ensure_schema(test_settings)  # idempotent
+        t = Tweet(tweet_id=later, author_id=1, author_handle="a", text="t", lang="en",
+                  kind="original", created_at=datetime.now(UTC),
+                  edit_history_tweet_ids=(root, edit, later))
+        sink = ClickHouseSink(test_settings)
+        try:
+            sink.write([(0, 0, Event("tweet", later, tweet=t))])
+        finally:
+            sink.close()
+        got = client.query(f"SELECT tweet_id, chain_root_id FROM {RAW_TWEETS} ORDER BY tweet_id")
+        times = client.query(f"SELECT chain_created_at FROM {RAW_TWEETS} WHERE tweet_id != 7")
+        edits = client.query("SELECT DISTINCT chain_root_id, tweet_id, edit_history_tweet_ids "
+                             "FROM raw_tweet_edits ORDER BY tweet_id")
+    finally:
+        client.close()
+    assert [tuple(r) for r in got.result_rows] == [(7, 7), (edit, root), (later, root)]
+    # the time the default computes for the old row is the one the sink wrote for the new one
+    assert [_utc(t) for (t,) in times.result_rows] == [snowflake_time(root)] * 2
+    assert [tuple(r) for r in edits.result_rows] == [(root, edit, [root, edit]),
+                                                     (root, later, [root, edit, later])]
+
+
+def test_an_edit_moves_its_chains_day_and_a_delete_the_days_its_chain_may_be_on(
+        test_settings: Settings) -> None:
+    """The marts count an edited Tweet on its root's day (docs/marts-coverage.md): an edit just
+    after midnight changes the day before, and so may a delete of an edit made within an edit
+    window of midnight (which version it names is not known at delete time)."""
+    from tweetflow.schema import RAW_DAY_VERSIONS
+    from tweetflow.snowflake import snowflake_id
+
+    def ms(text: str) -> int:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+    root, edit = snowflake_id(ms("2024-03-05 23:50:00")), snowflake_id(ms("2024-03-06 00:10:00"))
+    t = Tweet(tweet_id=edit, author_id=1, author_handle="a", text="t", lang="en", kind="original",
+              created_at=datetime(2024, 3, 6, 0, 10, tzinfo=UTC), edit_history_tweet_ids=(root, edit))
+    late = snowflake_id(ms("2024-03-08 00:20:00"))
+    sink = ClickHouseSink(test_settings)
+    try:
+        sink.write([(0, 0, Event("tweet", edit, tweet=t)), (0, 1, Event("delete", late))])
+    finally:
+        sink.close()
+    got = _select(test_settings, f"SELECT DISTINCT toString(day) AS d FROM {RAW_DAY_VERSIONS}")
+    assert sorted(r["d"] for r in got) == ["2024-03-05", "2024-03-06", "2024-03-07", "2024-03-08"]

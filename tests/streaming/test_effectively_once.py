@@ -19,9 +19,9 @@ import pytest
 from confluent_kafka import KafkaException
 from streaming_support import (
     BackgroundProducer,
+    KafkaRecord,
     PrivateClickHouse,
     PrivateRedis,
-    TopicRecord,
     WorkerProcess,
     assert_clickhouse_matches,
     assert_committed_everything,
@@ -46,10 +46,10 @@ from streaming_support import (
     with_duplicates,
 )
 
-from streaming.offsets import reset_group
+from streaming.offset_reset import reset_group
 from streaming.parsing import parse_payload
 from streaming.sinks import HotAggregatesSink, PartitionBatch
-from tweetflow import cli
+from tweetflow.app import cli
 from tweetflow.clients import ensure_topics, kafka_admin
 from tweetflow.schema import ensure_schema
 from tweetflow.settings import Settings
@@ -272,11 +272,11 @@ def test_clickhouse_outage_backs_off_without_committing(test_settings: Settings,
 # --- two writers of one partition (a zombie after a rebalance), at the sink --------------------------
 
 
-def _records(pairs, partition: int = 0, first_offset: int = 0) -> list[TopicRecord]:
-    return [TopicRecord(partition, first_offset + i, k, v, 0) for i, (k, v) in enumerate(pairs)]
+def _records(pairs, partition: int = 0, first_offset: int = 0) -> list[KafkaRecord]:
+    return [KafkaRecord(partition, first_offset + i, k, v, 0) for i, (k, v) in enumerate(pairs)]
 
 
-def _batch(records: list[TopicRecord]) -> PartitionBatch:
+def _batch(records: list[KafkaRecord]) -> PartitionBatch:
     return PartitionBatch(records[0].partition, records[-1].offset,
                           [(r.offset, e) for r in records for e in parse_payload(r.value or b"")])
 

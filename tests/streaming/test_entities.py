@@ -82,11 +82,8 @@ UPSTREAM_CASES = [
         ["http://en.wikipedia.org/wiki/Primer_(film)"],
     ),
     ("urls", "test http://example.comだよね.comtest/hogehoge", ["http://example.com"]),
-    (
-        "urls",
-        "text http://domain.com-that-you-should-have-put-a-space-after",
-        ["http://domain.com"],
-    ),
+    ("urls", "text http://domain.com-that-you-should-have-put-a-space-after", []),
+    ("urls", "Email me at name.al-lastname@foo.com or name.al+lastname@foo.com", []),
     (
         "urls",
         "foo.baz foo.co.jp www.xxxxxxx.baz www.foo.co.uk wwwww.xxxxxxx foo.comm foo.somecom "
@@ -128,6 +125,14 @@ def test_upstream_conformance(section: str, text: str, expected: Any) -> None:
 
 
 # --- Own cases ----------------------------------------------------------------------------------
+
+
+def test_a_tld_followed_by_a_dash_or_plus_ends_no_url() -> None:
+    """The reference ends a TLD with the lookahead (?=[^a-z0-9@+-]|$), in every port."""
+    assert ent.extract_urls("see example.org+friends and example.net- or https://a.com-b") == []
+    assert ent.extract_urls("but example.org/+friends and example.net.") == [
+        "example.org/+friends", "example.net"]
+
 
 
 def test_indices_count_code_points_after_astral_chars() -> None:

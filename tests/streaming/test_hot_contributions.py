@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from streaming.parsing import parse_payload
-from streaming.sinks.hot_aggregates import _decode, _members, _seen_hour
+from streaming.sinks.hot_state import chain_members, decode, seen_hour
 from streaming.synthetic import generate
 
 
@@ -20,21 +20,21 @@ def _tweets(count: int = 300):
 def test_a_contribution_decodes_to_the_minute_and_members_it_was_built_from() -> None:
     seen_any_entity = False
     for tweet in _tweets():
-        hour = _seen_hour(tweet.tweet_id)
-        minute, members = _members(tweet)
+        hour = seen_hour(tweet.tweet_id)
+        minute, members = chain_members(tweet)
         stored = "\x1f".join((str((minute - hour) // 60), *members))
-        assert _decode(stored, hour) == (minute, members)
+        assert decode(stored, hour) == (minute, members)
         assert members[:2] == [f"l{tweet.lang}", f"k{tweet.kind}"]
         seen_any_entity |= any(m[0] in "hmcd" for m in members)
     assert seen_any_entity
 
 
-def test_contributions_stored_in_the_previous_layout_still_decode() -> None:
+def test_contributions_stored_in_the_previous_layout_stilldecode() -> None:
     """Entries written before the compact layout (epoch minute, "dim<RS>value") live for the hot
     horizon after an upgrade; a delete in that window must subtract them exactly."""
     names = {"l": "lang", "k": "kind", "a": "author", "h": "hashtag", "m": "mention",
              "c": "cashtag", "d": "domain"}
     for tweet in _tweets(100):
-        minute, members = _members(tweet)
+        minute, members = chain_members(tweet)
         old = "\x1f".join((str(minute), *(f"{names[m[0]]}\x1e{m[1:]}" for m in members)))
-        assert _decode(old, _seen_hour(tweet.tweet_id)) == (minute, members)
+        assert decode(old, seen_hour(tweet.tweet_id)) == (minute, members)

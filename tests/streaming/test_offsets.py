@@ -1,5 +1,6 @@
-"""streaming.offsets through `tweetflow lag` and `tweetflow replay`: printed lag per partition, and
-where `--to` moves the group (checked against offsets and timestamps read back from the topic)."""
+"""streaming.offsets and streaming.offset_reset through `tweetflow lag` and `tweetflow replay`:
+printed lag per partition, and where `--to` moves the group (checked against offsets and
+timestamps read back from the topic)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from streaming_support import (
 )
 
 from streaming.offsets import group_lag
-from tweetflow import cli
+from tweetflow.app import cli
 from tweetflow.clients import kafka_config
 from tweetflow.settings import Settings
 

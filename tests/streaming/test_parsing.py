@@ -49,6 +49,7 @@ def test_every_v2_minimal_tweet_parses() -> None:
         assert (t.author_id, t.author_handle, t.lang) == (0, "", "und")  # default fields: none
         assert t.created_at == snowflake_time(t.tweet_id)
         assert t.edit_history_tweet_ids == tuple(int(i) for i in data["edit_history_tweet_ids"])
+        assert t.chain_root_id == int(data["edit_history_tweet_ids"][0])
         if data["text"].startswith("RT @"):
             assert (t.kind, t.retweeted_id) == ("retweet", 0)
 
@@ -254,3 +255,47 @@ def test_engagement_counts_beyond_the_uint32_columns_are_rejected_not_stored() -
     doc["data"]["public_metrics"]["like_count"] = 2**32 - 1
     tweet = parse_payload(orjson.dumps(doc))[0].tweet
     assert tweet is not None and (tweet.like_count, tweet.impression_count) == (2**32 - 1, 2**40)
+
+
+# --- edit chains -------------------------------------------------------------------------------
+# An edit is a new Tweet whose edit history lists its whole chain, oldest first (v2
+# `edit_history_tweet_ids`, v1.1 `edit_history.edit_tweet_ids`): the chain's root is the first id.
+_ROOT, _EDIT = 1765286190904246340, 1765286997657649237
+
+
+def test_an_edit_carries_its_chain_root_and_the_roots_time_in_both_formats() -> None:
+    chain = [str(_ROOT), str(_EDIT)]
+    v2 = _one_tweet(to_bytes({"data": {"id": str(_EDIT), "text": "fixed #typo",
+                                       "edit_history_tweet_ids": chain}}))
+    v1 = _one_tweet(to_bytes(v1_doc(id_str=str(_EDIT), id=_EDIT,
+                                    created_at="Wed Mar 06 08:03:12 +0000 2024",
+                                    edit_history={"initial_tweet_id": str(_ROOT),
+                                                  "edit_tweet_ids": chain})))
+    for t in (v2, v1):
+        assert (t.tweet_id, t.chain_root_id) == (_EDIT, _ROOT)
+        assert t.created_at == snowflake_time(_EDIT)  # the version's own time, as posted
+        assert t.chain_created_at == snowflake_time(_ROOT)  # the chain counts at its root's time
+
+
+def test_a_tweet_without_edits_is_its_own_chain_root() -> None:
+    unedited = _one_tweet(to_bytes({"data": {"id": str(_ROOT), "text": "x",
+                                             "edit_history_tweet_ids": [str(_ROOT)]}}))
+    no_history = _one_tweet(to_bytes(v1_doc()))
+    for t in (unedited, no_history):
+        assert t.chain_root_id == t.tweet_id and t.chain_created_at == t.created_at
+    # the original fetched after its edit lists the whole chain: still the root
+    fetched = _one_tweet(to_bytes({"data": {"id": str(_ROOT), "text": "x",
+                                            "edit_history_tweet_ids": [str(_ROOT), str(_EDIT)]}}))
+    assert fetched.chain_root_id == _ROOT and fetched.chain_created_at == fetched.created_at
+
+
+@pytest.mark.parametrize("history", [[_ROOT, _EDIT + 1, _EDIT], [_ROOT, _ROOT + 1]],
+                         ids=["not oldest first", "without the tweet"])
+def test_an_edit_history_that_cannot_be_a_chain_is_rejected(history: list[int]) -> None:
+    """Its root would be wrong, and the chain counted twice or at the wrong time."""
+    ids = [str(i) for i in history]
+    for raw in (to_bytes({"data": {"id": str(_EDIT), "text": "x", "edit_history_tweet_ids": ids}}),
+                to_bytes(v1_doc(id_str=str(_EDIT), edit_history={"edit_tweet_ids": ids}))):
+        with pytest.raises(InvalidPayload, match=r"edit.* is not an edit chain") as err:
+            parse_payload(raw)
+        assert err.value.reason_code == "invalid_value"

@@ -236,6 +236,24 @@ def test_fast_path_takes_the_last_of_duplicate_includes() -> None:
     assert t is not None and t.country == "DE" and t.text.endswith(" (2)")
 
 
+def test_fast_path_gives_an_edits_chain_as_the_dict_path_does() -> None:
+    """Edits (a history of several ids) take the fast path; a history that is no chain is left to
+    the dict path, which rejects it."""
+    doc = _retweet_doc()
+    own = int(doc["data"]["id"])
+    histories = {"edit": [own - 5, own], "original fetched after its edit": [own, own + 5],
+                 "not oldest first": [own + 5, own], "without the tweet": [own - 5, own - 1],
+                 "unedited": [own]}
+    for name, history in histories.items():
+        doc["data"]["edit_history_tweet_ids"] = [str(i) for i in history]
+        raw = orjson.dumps(doc)
+        _assert_same_as_reference(raw)
+        fast = parse_v2_fast(raw, time.time() + 86400)
+        assert (fast is not None) == ("not" not in name and "without" not in name), name
+        if fast is not None:
+            assert fast[0].tweet is not None and fast[0].tweet.chain_root_id == history[0], name
+
+
 def test_fast_path_matches_reference_on_json_oddities() -> None:
     raw = orjson.dumps(_retweet_doc())
     user_name = orjson.dumps(_retweet_doc()["includes"]["users"][0]["name"])

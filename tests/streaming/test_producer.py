@@ -21,6 +21,7 @@ from streaming.producer import (
     run_plan,
 )
 from streaming.synthetic import SyntheticSource
+from tweetflow import namespaces
 from tweetflow.settings import Settings
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -136,9 +137,9 @@ def _read_all(settings: Settings, topic: str, expected: int, timeout: float = 60
 
     from tweetflow.clients import kafka_config
 
+    group = f"reader_{uuid.uuid4().hex[:8]}"
     consumer = Consumer(kafka_config(settings, **{
-        "group.id": f"reader_{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False}))
+        "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     consumer.subscribe([topic])
     out: list[tuple[bytes | None, bytes, int]] = []
     deadline = time.monotonic() + timeout
@@ -153,6 +154,7 @@ def _read_all(settings: Settings, topic: str, expected: int, timeout: float = 60
                 break
     finally:
         consumer.close()
+        namespaces.delete_groups(settings, [group])
     return out
 
 
@@ -195,7 +197,7 @@ def test_rate_and_burst_are_honoured(test_settings: Settings) -> None:
 
 
 def _cli(*argv: str) -> int:
-    from tweetflow.cli import main
+    from tweetflow.app.cli import main
 
     return main(["produce", *argv])
 

@@ -29,7 +29,6 @@ from streaming_support import (
     produce,
     read_hot,
     read_topic,
-    settings_env,
     synthetic,
     total_lag,
     wait_for,
@@ -111,9 +110,9 @@ def test_consume_cli_metrics_agree_with_the_input(test_settings: Settings, tmp_p
     port = free_port()
     with cli_env(s):  # checks that this environment yields the test's settings
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("TWEETFLOW_")},
-               **settings_env(s)}
+               **s.to_env()}
     with processes() as children:
-        cli = ChildProcess([sys.executable, "-m", "tweetflow.cli", "consume", "--workers", "1",
+        cli = ChildProcess([sys.executable, "-m", "tweetflow.app.cli", "consume", "--workers", "1",
                             "--metrics-port", str(port), "--batch-size", "300", "--batch-ms", "200"],
                            env, tmp_path / "consume.log")
         children.append(cli)

@@ -14,6 +14,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, Producer
 
+from tweetflow import namespaces
 from tweetflow.app.stack.manager import Stack
 from tweetflow.clients import clickhouse_client, kafka_admin, kafka_config, redis_client
 from tweetflow.settings import PROJECT_ROOT, Settings
@@ -69,8 +70,8 @@ def test_kafka_round_trip(stack: Settings, topic_factory) -> None:
     for key, value in sent.items():
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
-    consumer = Consumer(kafka_config(stack, **{"group.id": f"g-{uuid.uuid4().hex}",
-                                               "auto.offset.reset": "earliest"}))
+    group = f"g-{uuid.uuid4().hex}"
+    consumer = Consumer(kafka_config(stack, **{"group.id": group, "auto.offset.reset": "earliest"}))
     consumer.subscribe([topic])
     got: dict[bytes, bytes] = {}
     try:
@@ -82,6 +83,7 @@ def test_kafka_round_trip(stack: Settings, topic_factory) -> None:
                 break
     finally:
         consumer.close()
+        namespaces.delete_groups(stack, [group])
     assert got == sent
 
 

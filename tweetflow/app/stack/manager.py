@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
+from tweetflow.app.stack.components import ClickHouseEndpoint, Component, ComponentStatus, Kafka, Redis
+from tweetflow.app.stack.system_packages import ensure_packages
 from tweetflow.settings import Settings, get_settings
-from tweetflow.stack.components import ClickHouseEndpoint, Component, ComponentStatus, Kafka, Redis
-from tweetflow.stack.system_packages import ensure_packages
 
 
 @dataclass
@@ -36,8 +37,8 @@ class Stack:
 
     def down(self) -> list[str]:
         """Stop the platform's processes and the Dagster UI, then every managed component."""
-        from tweetflow.services import stop_apps
-        from tweetflow.ui import DagsterUI
+        from tweetflow.app.services import stop_apps
+        from tweetflow.app.ui import DagsterUI
 
         stopped = stop_apps(self.settings) + DagsterUI(self.settings).down()
         return stopped + [c.name for c in reversed(self.components) if c.down()]
@@ -66,3 +67,22 @@ def format_status(rows: list[ComponentStatus]) -> str:
         lines.append(f"{r.name:<11} {r.state:<14} {r.version or '-':<10} {r.address:<24} "
                      f"{rss:>8}  {r.data_dir}")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["up", "down", "status"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `tweetflow stack`."""
+    stack = Stack(get_settings())
+    if args.action == "up":
+        print(format_status(stack.up()))
+        return 0
+    if args.action == "down":
+        stopped = stack.down()
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        return 0
+    rows = stack.status()
+    print(format_status(rows))
+    return 0 if all(r.ok for r in rows) else 1

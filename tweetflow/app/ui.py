@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tweetflow.app.stack.process import ManagedProcess, StackError, wait_until
 from tweetflow.settings import PROJECT_ROOT, Settings, get_settings
-from tweetflow.stack.process import ManagedProcess, StackError, wait_until
 
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
@@ -108,7 +108,13 @@ def format_status(ui: DagsterUI, rows: list[tuple[str, str, int | None]]) -> str
     return "\n".join(lines)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", default="up", choices=["up", "down", "status"])
+    parser.add_argument("--port", type=int, default=3000)
+
+
 def run(args: argparse.Namespace) -> int:
+    """Entry point of `tweetflow ui`."""
     ui = DagsterUI(get_settings(), args.port)
     if args.action == "up":
         try:

@@ -1,5 +1,6 @@
 """The `replay_validation` job: replay a Kafka range into a shadow database through the consumer
-code, rebuild the marts there with the same dbt project, and compare with production.
+code (streaming.shadow_replay), rebuild the marts there with the same dbt project, and compare with
+production (analytics_pipeline.shadow_comparison).
 
 Exact match passes; any difference fails the run with the differing rows in its metadata.
 The shadow database is dropped afterwards unless `keep_shadow` is set (for digging into a
@@ -22,8 +23,9 @@ from dagster import (
 )
 from dagster_dbt import DbtCliResource
 
-from analytics_pipeline import replay
+from analytics_pipeline import shadow_comparison as comparison
 from analytics_pipeline.resources import TweetflowResource, dbt_environment
+from streaming.shadow_replay import replay_into
 from tweetflow.settings import Settings
 
 
@@ -36,12 +38,12 @@ class ReplayConfig(Config):
     keep_shadow: bool = False
 
 
-def _ranges(plan: Mapping[str, Any]) -> replay.OffsetRanges:
+def _ranges(plan: Mapping[str, Any]) -> comparison.OffsetRanges:
     return {int(p): (int(a), int(b)) for p, (a, b) in plan["ranges"].items()}
 
 
 def _shadow(tweetflow: TweetflowResource, plan: Mapping[str, Any]) -> Settings:
-    return replay.shadow_settings(tweetflow.settings, plan["tag"])
+    return comparison.shadow_settings(tweetflow.settings, plan["tag"])
 
 
 def drop_shadow(tweetflow: TweetflowResource, plan: Mapping[str, Any]) -> None:
@@ -65,7 +67,7 @@ def plan_replay(context: OpExecutionContext, config: ReplayConfig,
     if config.offsets:
         ranges = {int(p): (int(a), int(b)) for p, (a, b) in config.offsets.items()}
     else:
-        ranges = replay.plan_ranges(
+        ranges = comparison.plan_ranges(
             tweetflow.settings,
             from_time=datetime.fromisoformat(config.from_time) if config.from_time else None,
             to_time=datetime.fromisoformat(config.to_time) if config.to_time else None)
@@ -83,7 +85,6 @@ def load_shadow(context: OpExecutionContext, plan: dict[str, Any],
     from tweetflow.schema import ensure_schema
 
     shadow = _shadow(tweetflow, plan)
-    replay_into, how = replay.replay_function(tweetflow.settings)
     try:
         ensure_schema(shadow)
         applied = replay_into(shadow, _ranges(plan))
@@ -92,7 +93,7 @@ def load_shadow(context: OpExecutionContext, plan: dict[str, Any],
             drop_shadow(tweetflow, plan)
         raise
     context.add_output_metadata({"shadow_database": shadow.clickhouse_database,
-                                 "messages_applied": applied, "replayed_by": how})
+                                 "messages_applied": applied})
     return plan
 
 
@@ -123,14 +124,14 @@ def compare_with_production(context: OpExecutionContext, plan: dict[str, Any],
     shadow = _shadow(tweetflow, plan)
     client = tweetflow.clickhouse()
     try:
-        result = replay.compare(client, tweetflow.settings.clickhouse_database,
+        result = comparison.compare(client, tweetflow.settings.clickhouse_database,
                                 shadow.clickhouse_database, _ranges(plan))
     finally:
         client.close()
         if not plan["keep_shadow"]:
             drop_shadow(tweetflow, plan)
     metadata = comparison_metadata(result)
-    summary = replay.summarize(result)
+    summary = comparison.summarize(result)
     context.log.info("replay comparison:\n%s", summary)
     if not result.passed:
         names = ", ".join(t.table for t in result.differing)
@@ -142,7 +143,7 @@ def compare_with_production(context: OpExecutionContext, plan: dict[str, Any],
     return {"passed": True, "comparable_days": [d.isoformat() for d in result.comparable_days]}
 
 
-def comparison_metadata(result: replay.Comparison) -> dict[str, Any]:
+def comparison_metadata(result: comparison.Comparison) -> dict[str, Any]:
     return {
         "production_database": result.production_database,
         "shadow_database": result.shadow_database,

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import sys
 
+from tweetflow.app.stack.process import ManagedProcess, StackError, wait_until
 from tweetflow.settings import PROJECT_ROOT, Settings
-from tweetflow.stack.process import ManagedProcess, StackError, wait_until
 
 # name -> the `tweetflow` subcommand that runs it
 APP_PROCESSES: dict[str, list[str]] = {
     "consumers": ["consume", "--workers", "2", "--metrics-port", "9400"],
-    "query": ["serve", "--port", "50051", "--metrics-port", "9500"],
+    "query": ["serve", "--port", "50051", "--metrics-port", "9500", "--http-port", "8080"],
     "ingest": ["ingest", "--port", "50052"],
     "trickle": ["produce", "--rate", "50", "--duration", "0", "--seed", "99"],
+    "jetstream": ["produce", "--source", "jetstream"],  # `make demo SOURCE=jetstream`
 }
 
 
 def app_process(settings: Settings, name: str) -> ManagedProcess:
-    marker = f"tweetflow.cli {APP_PROCESSES[name][0]}"
+    marker = f"tweetflow.app.cli {APP_PROCESSES[name][0]}"
     return ManagedProcess(name, settings.data_dir / "run" / f"{name}.pid",
                           settings.data_dir / "logs" / f"{name}.log", marker)
 
@@ -29,7 +30,7 @@ def start_app(settings: Settings, name: str) -> int:
     proc = app_process(settings, name)
     pid = proc.pid()
     if pid is None:
-        pid = proc.start([sys.executable, "-m", "tweetflow.cli", *APP_PROCESSES[name]],
+        pid = proc.start([sys.executable, "-m", "tweetflow.app.cli", *APP_PROCESSES[name]],
                          cwd=PROJECT_ROOT)
     if not wait_until(lambda: proc.pid() is not None, 3):
         raise StackError(f"{name} exited at once; log {proc.log_file}:\n{proc.log_tail()}")
@@ -38,5 +39,5 @@ def start_app(settings: Settings, name: str) -> int:
 
 def stop_apps(settings: Settings) -> list[str]:
     """Stop every app process that runs (the live producer first, so nothing is left unread)."""
-    order = ["trickle", "ingest", "query", "consumers"]
+    order = ["trickle", "jetstream", "ingest", "query", "consumers"]
     return [name for name in order if app_process(settings, name).stop()]

@@ -1,48 +1,26 @@
-"""`tweetflow ingest`: the IngestService on grpc.aio. Clients stream Tweet payloads; the valid ones
-go to the raw topic keyed by Tweet id, and Publish answers once Kafka has acknowledged them all.
-
-Why validate here although the consumers parse again: a payload with no Tweet id has no key, so it
-would land on a random partition and be dead-lettered later, far from the client that sent it.
-Rejecting it in the answer tells that client now. Valid payloads are published byte for byte.
-
-Same conventions as the query service: health checking and reflection (no key needed), API keys in
-`x-api-key` metadata (tweetflow.auth), and a graceful stop on SIGTERM. The listen address
-comes from `--host` or TWEETFLOW_INGEST_HOST. Metrics are served on TWEETFLOW_INGEST_METRICS_PORT
-when it is set.
-"""
+"""Publish: validate each payload, forward the valid ones through one shared producer, and count
+each stream's outcomes (see the package docstring for why validation happens here)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
-import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter
 
 from streaming.parsing import InvalidPayload, parse_payload
 from streaming.producer import PRODUCER_CONFIG
-
-# The query service's API keys, reused as they are. This import runs from streaming to
-# query_service; auth.py needs only grpc and tweetflow.settings, so it could move to tweetflow/.
-from tweetflow.auth import ApiKeys, client_key, describe_keys, load_api_keys
 from tweetflow.clients import kafka_config
-from tweetflow.settings import Settings, get_settings
+from tweetflow.settings import Settings
 from tweetflow.v1 import ingest_pb2 as pb
 from tweetflow.v1 import ingest_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE = pb.DESCRIPTOR.services_by_name["IngestService"]
-DEFAULT_HOST = "127.0.0.1"
-GRACE_SECONDS = 20.0  # open streams get this long to finish; k8s allows 30 s before SIGKILL
 MAX_ERRORS = 20  # reasons kept per PublishSummary
 
 PAYLOADS = Counter("tweetflow_ingest_payloads_total",
@@ -181,93 +159,3 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
             await self.publisher.produce(key, request.payload, stream.sending())
         await stream.settled.wait()
         return stream.summary()
-
-
-@dataclass
-class RunningServer:
-    server: grpc.aio.Server
-    port: int
-    health: health.aio.HealthServicer
-    publisher: KafkaPublisher
-
-    async def stop(self, grace: float = GRACE_SECONDS) -> None:
-        """Report NOT_SERVING, let open streams finish within `grace`, flush the producer."""
-        await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
-        await self.publisher.close()
-
-
-def register(server: grpc.aio.Server, servicer: IngestService,
-             api_keys: Iterable[str] | None) -> None:
-    """Add Publish to the server, behind the API key check unless `api_keys` is None."""
-    behavior = servicer.Publish
-    if api_keys is not None:
-        behavior = ApiKeys(api_keys).guard(behavior)
-    handler = grpc.stream_unary_rpc_method_handler(
-        behavior, request_deserializer=pb.PublishRequest.FromString,
-        response_serializer=pb.PublishSummary.SerializeToString)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
-        SERVICE.full_name, {"Publish": handler}),))
-
-
-async def start(settings: Settings, port: int, *, api_keys: Iterable[str] | None,
-                host: str = DEFAULT_HOST) -> RunningServer:
-    """Build and start a server. Port 0 picks a free port (see RunningServer.port)."""
-    publisher = KafkaPublisher(settings, asyncio.get_running_loop())
-    await publisher.check()
-    server = grpc.aio.server()
-    register(server, IngestService(publisher), api_keys)
-    health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
-    if bound == 0:
-        await publisher.close(0)
-        raise OSError(f"cannot listen on {host}:{port}")
-    await server.start()
-    for name in ("", SERVICE.full_name):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, bound, health_servicer, publisher)
-
-
-async def serve(settings: Settings, port: int, *, host: str = DEFAULT_HOST, metrics_port: int = 0,
-                grace: float = GRACE_SECONDS) -> None:
-    """Serve until SIGTERM or SIGINT, then stop gracefully."""
-    if metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr=host)
-    running = await start(settings, port, api_keys=load_api_keys(settings), host=host)
-    log.info("IngestService on %s:%d -> %s (metrics :%s; API keys: %s)", host, running.port,
-             settings.topic_raw, metrics_port or "off", describe_keys(settings))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping: letting open streams finish (grace %.0fs)", grace)
-    await running.stop(grace)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point of `tweetflow ingest` (args.port, optional args.host and args.metrics_port)."""
-    host = getattr(args, "host", None) or os.environ.get("TWEETFLOW_INGEST_HOST", DEFAULT_HOST)
-    metrics_port = int(getattr(args, "metrics_port", None)
-                       or os.environ.get("TWEETFLOW_INGEST_METRICS_PORT", "0"))
-    asyncio.run(serve(get_settings(), args.port, host=host, metrics_port=metrics_port))
-    return 0
-
-
-def publish(stub: ingest_pb2_grpc.IngestServiceStub, payloads: Iterable[bytes], *,
-            api_key: str | None = None, timeout: float | None = 180.0) -> pb.PublishSummary:
-    """Client helper: stream `payloads` over one Publish call and return the summary.
-
-    When `api_key` is not given, it uses the key a local client should send
-    (tweetflow.auth.client_key). The default timeout is longer than the producer's 120 s
-    delivery timeout, so a slow broker is reported in `failed` and the call does not expire first.
-    """
-    key = api_key if api_key is not None else client_key(get_settings())
-    metadata = (("x-api-key", key),) if key else ()
-    requests = (pb.PublishRequest(payload=p) for p in payloads)
-    return stub.Publish(requests, metadata=metadata, timeout=timeout)

@@ -1,5 +1,6 @@
-"""Replay validation without Dagster: plan a Kafka range, load it into a shadow database through
-the consumer code, and compare the shadow's tables with production's row for row.
+"""Replay validation without Dagster: plan a Kafka range, and compare the shadow database it was
+re-consumed into (streaming.shadow_replay) with production's tables row for row. The Dagster job
+that runs the steps is analytics_pipeline.replay_validation.
 
 What "exact" means here:
 * raw tables: the distinct rows production holds for the replayed offsets equal the distinct
@@ -14,19 +15,14 @@ What "exact" means here:
 
 from __future__ import annotations
 
-import functools
-import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from streaming.offsets import OffsetRanges, group_lag, offsets_at
 from tweetflow.schema import RAW_TWEETS, TWEET_DELETES
 from tweetflow.settings import Settings
-
-log = logging.getLogger(__name__)
-
-OffsetRanges = dict[int, tuple[int, int]]  # Kafka partition -> [start, end) offsets
 
 MARTS: tuple[str, ...] = (
     "entity_counts_hourly", "entity_counts_daily", "hashtag_counts_hourly",
@@ -39,90 +35,24 @@ IGNORED_COLUMNS = frozenset({"ingested_at"})
 SAMPLE_ROWS = 20
 
 
-class ReplayInto(Protocol):
-    """Consume `ranges` of the raw topic through the consumer code into the ClickHouse database
-    `settings.clickhouse_database`; returns how many Kafka messages were applied."""
-
-    def __call__(self, settings: Settings, ranges: Mapping[int, tuple[int, int]]) -> int: ...
-
-
-def replay_function(production: Settings) -> tuple[ReplayInto, str]:
-    """The streaming package's replay, or (until it exists) the SQL copy stand-in; and its name."""
-    try:
-        from streaming.replay import replay_into  # type: ignore[import-not-found]
-    except ImportError:
-        log.warning("streaming.replay.replay_into is missing: using the SQL copy stand-in, "
-                    "which cannot see rows that never came from Kafka")
-        return functools.partial(copy_from_production, production), "sql_copy_stand_in"
-    return replay_into, "streaming.replay.replay_into"
-
-
-def copy_from_production(production: Settings, shadow: Settings,
-                         ranges: Mapping[int, tuple[int, int]]) -> int:
-    """STAND-IN for the consumer replay: copy production's rows of the range, one per message.
-
-    Keeps, per (partition, offset, tweet id), the earliest-ingested row: what one clean
-    consumption of each message would have written. It cannot tell rows slipped in with fresh
-    offsets or ids from real ones; the real replay (streaming.replay) can.
-    """
-    from tweetflow.clients import clickhouse_client
-
-    client = clickhouse_client(shadow)
-    where = ranges_predicate(ranges)
-    src, dst = production.clickhouse_database, shadow.clickhouse_database
-    try:
-        for table in (RAW_TWEETS, TWEET_DELETES):
-            client.command(
-                f"INSERT INTO `{dst}`.`{table}` SELECT * FROM `{src}`.`{table}` WHERE {where} "
-                f"ORDER BY ingested_at LIMIT 1 BY kafka_partition, kafka_offset, tweet_id")
-        messages = client.query(
-            f"SELECT uniqExact(kafka_partition, kafka_offset) FROM ("
-            f"SELECT kafka_partition, kafka_offset FROM `{dst}`.`{RAW_TWEETS}` UNION ALL "
-            f"SELECT kafka_partition, kafka_offset FROM `{dst}`.`{TWEET_DELETES}`)")
-        return int(messages.result_rows[0][0])
-    finally:
-        client.close()
-
-
 def plan_ranges(settings: Settings, *, from_time: datetime | None = None,
-                to_time: datetime | None = None, timeout: float = 10.0) -> OffsetRanges:
+                to_time: datetime | None = None) -> OffsetRanges:
     """Offsets of the raw topic to replay, per partition: from the first message at or after
     `from_time` (default: the oldest retained) up to the first at or after `to_time`, but never
-    past the consumer group's committed offset.
+    past the consumer group's committed offset. A time without a zone is UTC.
 
     Why the committed offset: the consumers commit only after ClickHouse has every row of a batch,
     so production is known to hold all messages below it; messages above may still be in flight,
     and comparing them would fail on lag rather than on wrong data.
     """
-    from confluent_kafka import Consumer, TopicPartition
-
-    # The production group's id, to read its committed offsets; this consumer never subscribes,
-    # so it does not join the group or move its offsets.
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                         "group.id": settings.consumer_group, "enable.auto.commit": False})
-    try:
-        meta = consumer.list_topics(settings.topic_raw, timeout=timeout).topics[settings.topic_raw]
-        if meta.error is not None:
-            raise RuntimeError(f"topic {settings.topic_raw}: {meta.error}")
-        partitions = [TopicPartition(settings.topic_raw, p) for p in sorted(meta.partitions)]
-        committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout)}
-        ranges: OffsetRanges = {}
-        for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(settings.topic_raw, p),
-                                                       timeout=timeout)
-            high = min(high, max(committed.get(p, -1), low))  # -1: nothing committed yet
-
-            def at(moment: datetime | None, default: int, p: int = p, high: int = high) -> int:
-                if moment is None:
-                    return default
-                tp = TopicPartition(settings.topic_raw, p, int(moment.timestamp() * 1000))
-                found = consumer.offsets_for_times([tp], timeout=timeout)[0].offset
-                return high if found < 0 else min(found, high)  # -1: none at/after `moment`
-
-            ranges[p] = (at(from_time, low), at(to_time, high))
-        return ranges
-    finally:
-        consumer.close()
+    lags = group_lag(settings)
+    end = {r.partition: min(r.high, max(r.committed, r.low)) for r in lags}  # -1: none committed
+    start = {r.partition: r.low for r in lags}
+    if from_time is not None:
+        start = {p: min(o, end[p]) for p, o in offsets_at(settings, from_time).items()}
+    if to_time is not None:
+        end = {p: min(o, end[p]) for p, o in offsets_at(settings, to_time).items()}
+    return {p: (start[p], end[p]) for p in sorted(end)}
 
 
 def ranges_predicate(ranges: Mapping[int, tuple[int, int]]) -> str:

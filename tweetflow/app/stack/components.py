@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from tweetflow.app.stack.process import ManagedProcess, StackError, rss_mib, wait_until
 from tweetflow.settings import PROJECT_ROOT, Settings
-from tweetflow.stack.process import ManagedProcess, StackError, rss_mib, wait_until
 
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
@@ -168,10 +168,12 @@ class Kafka(_Base):
     def answers(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
+        from tweetflow.clients import kafka_config
+
         host, _, port = self.address().split(",")[0].rpartition(":")
         with socket.create_connection((host, int(port)), timeout=2):
             pass  # refused fast and quietly, before librdkafka would log connection errors
-        admin = AdminClient({"bootstrap.servers": self.address(), "socket.timeout.ms": 2000})
+        admin = AdminClient(kafka_config(self.settings, **{"socket.timeout.ms": 2000}))
         return bool(admin.list_topics(timeout=2).brokers)
 
     def version(self) -> str:

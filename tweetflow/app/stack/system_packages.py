@@ -1,4 +1,5 @@
-"""Install the Debian packages the local stack needs (maven, redis-server) when they are missing."""
+"""Install the Debian packages the local stack needs (maven, redis-server) when they are missing,
+and the tools the query bench and the live page's test need (wrk, Chromium) when they run."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import subprocess
 
 # command on PATH -> Debian package that provides it
 REQUIRED = {"mvn": "maven", "redis-server": "redis-server"}
+WRK = {"wrk": "wrk"}  # HTTP load generator of bench.connect_bench
+CHROMIUM = {"chromium": "chromium"}  # headless browser of the live page's test
 
 
 def missing_packages(commands: dict[str, str] = REQUIRED) -> list[str]:
@@ -19,7 +22,7 @@ def ensure_packages(commands: dict[str, str] = REQUIRED) -> list[str]:
     packages = missing_packages(commands)
     if not packages:
         return []
-    from tweetflow.stack.process import StackError
+    from tweetflow.app.stack.process import StackError
 
     if os.geteuid() != 0:
         raise StackError(f"missing system packages {packages}: run `sudo apt-get install {' '.join(packages)}`")
@@ -29,3 +32,15 @@ def ensure_packages(commands: dict[str, str] = REQUIRED) -> list[str]:
         if result.returncode != 0:
             raise StackError(f"{' '.join(argv)} failed:\n{result.stderr[-2000:]}")
     return packages
+
+
+def ensure_command(commands: dict[str, str]) -> str:
+    """The path of the one command in `commands`, its Debian package installed if missing."""
+    ensure_packages(commands)
+    (command,) = commands
+    found = shutil.which(command)
+    if found is None:
+        from tweetflow.app.stack.process import StackError
+
+        raise StackError(f"{command} is still missing after installing {commands[command]}")
+    return found

@@ -1,4 +1,4 @@
-"""streaming.ingest_service over a real port: Publish validates, keys and forwards payloads to the
+"""ingest_service over a real port: Publish validates, keys and forwards payloads to the
 real local broker, and answers only once they are acknowledged; API keys, health, reflection."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from streaming.ingest_service import RunningServer, publish, start
+from ingest_service.client import publish
+from ingest_service.server import RunningServer, start
+from tweetflow import namespaces
 from tweetflow.settings import Settings
 from tweetflow.v1 import ingest_pb2_grpc
 
@@ -60,9 +62,9 @@ def _read_topic(settings: Settings, expected: int, timeout: float = 30.0
 
     from tweetflow.clients import kafka_config
 
+    group = f"reader_{uuid.uuid4().hex[:8]}"
     consumer = Consumer(kafka_config(settings, **{
-        "group.id": f"reader_{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest",
-        "enable.auto.commit": False}))
+        "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}))
     consumer.subscribe([settings.topic_raw])
     got: list[tuple[bytes | None, bytes]] = []
     deadline = time.monotonic() + timeout
@@ -72,6 +74,7 @@ def _read_topic(settings: Settings, expected: int, timeout: float = 30.0
         got += [(m.key(), m.value()) for m in consumer.consume(1000, 1.0) if not m.error()]
     finally:
         consumer.close()
+        namespaces.delete_groups(settings, [group])
     return got
 
 

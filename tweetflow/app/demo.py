@@ -1,9 +1,10 @@
-"""`make demo`: the whole platform on synthetic data, left running for the user to explore.
+"""`make demo`: the whole platform on synthetic data, left running for the user to explore;
+`make demo SOURCE=jetstream` streams Bluesky's Jetstream live instead (when a network is there).
 
 Steps: publish a day of history; start the consumers, the query and ingest services and a slow
 live producer as detached processes; stream a live burst while printing counts from Redis; start
 the Dagster UI and launch a backfill of the marts; then say where everything is.
-`tweetflow stack down` stops all of it (see `tweetflow.services`).
+`tweetflow stack down` stops all of it (see `tweetflow.app.services`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 
+from tweetflow.app.services import start_app
 from tweetflow.clients import redis_client
 from tweetflow.hot_keys import bucket_start, dimension_key, tweets_key
-from tweetflow.services import start_app
 from tweetflow.settings import PROJECT_ROOT, Settings, get_settings
 
 HISTORY_TWEETS = 100_000  # one day of history before now, for the marts and the backfill
@@ -48,11 +49,26 @@ def publish_history(settings: Settings) -> None:
           f"from {start:%Y-%m-%d %H:%M} UTC")
 
 
-def stream_live(settings: Settings) -> None:
-    """Produce a live burst in a child process and print Redis's counts while it runs."""
-    producer = subprocess.Popen([sys.executable, "-m", "tweetflow.cli", "produce", "--rate",
-                                 str(LIVE_RATE), "--duration", str(LIVE_SECONDS), "--seed", "11",
-                                 "--duplicates", "0.02"], cwd=PROJECT_ROOT,
+def jetstream_reachable(settings: Settings) -> bool:
+    """Whether Jetstream answers (`make demo SOURCE=jetstream` falls back to synthetic data
+    without a network)."""
+    from websockets.sync.client import connect
+
+    try:
+        with connect(settings.jetstream_url, open_timeout=5, close_timeout=1):
+            return True
+    except Exception as exc:
+        print(f"Jetstream at {settings.jetstream_url} is not reachable ({exc})")
+        return False
+
+
+def stream_live(settings: Settings, jetstream: bool = False) -> None:
+    """Produce a live burst (or read Jetstream) in a child process and print Redis's counts
+    while it runs."""
+    source = (["--source", "jetstream"] if jetstream else
+              ["--rate", str(LIVE_RATE), "--seed", "11", "--duplicates", "0.02"])
+    producer = subprocess.Popen([sys.executable, "-m", "tweetflow.app.cli", "produce", *source,
+                                 "--duration", str(LIVE_SECONDS)], cwd=PROJECT_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = redis_client(settings, decode_responses=True)
     p = settings.redis_prefix
@@ -122,18 +138,27 @@ def api_key(settings: Settings) -> str:
     return sorted(keys)[0] if keys else "(checking is off)"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tweetflow.app.demo")
+    parser.add_argument("--source", choices=("synthetic", "jetstream"), default="synthetic",
+                        help="live data: synthetic Tweets, or Bluesky's Jetstream (needs a network)")
+    args = parser.parse_args(argv)
     settings = get_settings()
+    jetstream = args.source == "jetstream" and jetstream_reachable(settings)
     _say("publishing one day of synthetic history to Kafka")
     publish_history(settings)
     _say("starting consumers, query service, ingest service and a slow live producer")
     for name in ("consumers", "query", "ingest"):
         start_app(settings, name)
-    _say(f"streaming {LIVE_RATE:,} Tweets/s for {LIVE_SECONDS} s; counts read back from Redis")
-    stream_live(settings)
-    start_app(settings, "trickle")
+    _say(f"reading Bluesky's Jetstream ({settings.jetstream_url}) for {LIVE_SECONDS} s"
+         if jetstream else
+         f"streaming {LIVE_RATE:,} Tweets/s for {LIVE_SECONDS} s; counts read back from Redis")
+    stream_live(settings, jetstream)
+    start_app(settings, "jetstream" if jetstream else "trickle")
     _say("starting the Dagster UI and backfilling the marts for yesterday and today")
-    from tweetflow.ui import DagsterUI
+    from tweetflow.app.ui import DagsterUI
 
     DagsterUI(settings).up()
     partitions = launch_backfill(settings)
