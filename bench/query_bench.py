@@ -1,7 +1,10 @@
 """Query path benchmark: the hot path over gRPC (ghz) against the same question asked of
-ClickHouse directly over HTTP, next to the floor grpcio itself sets on this machine.
+ClickHouse directly over HTTP, next to the floor grpcio itself sets on this machine; then the
+same service over Connect (wrk, JSON and binary, cached and uncached, the ClickHouse path) next to
+a no-op Connect floor (bench/connect_bench.py).
 
     .venv/bin/python -m bench.query_bench [--requests 50000] [--concurrency 32] [--processes 2]
+        [--transports both|grpc|connect] [--wrk-seconds 6] [--wrk-connections 32]
 
 The question is "trending hashtags over the last hour" (with each one's 24-hour baseline). The
 script needs the stack up; when Redis and ClickHouse hold no Tweets from the last hour it seeds
@@ -27,7 +30,6 @@ import math
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,10 +43,16 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from bench.harness import (  # noqa: E402
+    BENCH_API_KEY,
+    child_env,
+    free_port,
+    group_cpu_seconds,
+    wait_serving,
+)
 from tweetflow.settings import Settings, get_settings  # noqa: E402
 
 GHZ_MODULE = "github.com/bojand/ghz/cmd/ghz@latest"
-BENCH_KEY = "bench-key"
 SEED_TOPIC = "bench.seed"  # the hot sink's watermark for seeded data lives under this name
 WINDOW = 3600
 METHOD = "TrendingHashtags"
@@ -130,56 +138,19 @@ def ghz_path(settings: Settings) -> str:
     return str(settings.data_dir / "bin" / "ghz")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(settings: Settings, port: int, processes: int) -> subprocess.Popen:
-    env = {**os.environ, "TWEETFLOW_API_KEYS": BENCH_KEY,
-           "TWEETFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
-           "TWEETFLOW_REDIS_PREFIX": settings.redis_prefix}
+def start_server(settings: Settings, port: int, processes: int,
+                 http_port: int = 0) -> subprocess.Popen:
+    """The query service on `port` (gRPC) and, unless 0, `http_port` (Connect)."""
+    env = child_env(settings, TWEETFLOW_API_KEYS=BENCH_API_KEY)
     server = subprocess.Popen(
         [sys.executable, "-m", "query_service.server", "--port", str(port), "--metrics-port", "0",
-         "--processes", str(processes)], cwd=PROJECT_ROOT, env=env, start_new_session=True)
+         "--processes", str(processes), "--http-port", str(http_port)], cwd=PROJECT_ROOT,
+        env=env, start_new_session=True)
     if wait_serving(port, 60):
         time.sleep(1.0 if processes > 1 else 0.2)  # let every worker finish starting
         return server
     server.kill()
     raise SystemExit("the query server did not start")
-
-
-def wait_serving(port: int, timeout: float) -> bool:
-    """Poll grpc.health.v1 on 127.0.0.1:port until AnalyticsService is SERVING (or time runs out)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                status = health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service="tweetflow.v1.AnalyticsService"),
-                    timeout=1).status
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return True
-        except grpc.RpcError:
-            time.sleep(0.2)
-    return False
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """CPU seconds used so far by every process of a process group (Linux /proc)."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid:  # fields[0] is the state; pgrp is the 5th field overall
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def trending_request() -> bytes:
@@ -198,7 +169,7 @@ def call_raw(port: int, request: bytes, timeout: float = 5.0) -> bytes:
 
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(f"/tweetflow.v1.AnalyticsService/{METHOD}")
-        return call(request, metadata=(("x-api-key", BENCH_KEY),), timeout=timeout)
+        return call(request, metadata=(("x-api-key", BENCH_API_KEY),), timeout=timeout)
 
 
 def run_ghz(ghz: str, port: int, total: int, concurrency: int, connections: int,
@@ -214,7 +185,7 @@ def run_ghz(ghz: str, port: int, total: int, concurrency: int, connections: int,
                "--proto", str(PROJECT_ROOT / "proto/tweetflow/v1/analytics.proto"),
                "--import-paths", f"{PROJECT_ROOT / 'proto'},{well_known}",
                "--call", f"tweetflow.v1.AnalyticsService.{METHOD}", "-B", str(data),
-               "-m", json.dumps({"x-api-key": BENCH_KEY}),
+               "-m", json.dumps({"x-api-key": BENCH_API_KEY}),
                "-n", str(total), "--skipFirst", str(total // 100), "-c", str(concurrency),
                "--connections", str(connections),
                "--cpus", str(cpus), "-O", "json", "-o", str(out), f"127.0.0.1:{port}"]
@@ -379,8 +350,13 @@ def run_clickhouse(settings: Settings, duration: float, threads: int) -> Result:
 
 # --- main --------------------------------------------------------------------------------------
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    from bench import connect_bench
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--transports", choices=("both", "grpc", "connect"), default="both",
+                        help="measure grpcio (ghz), Connect (wrk, bench/connect_bench.py) or both")
+    connect_bench.add_arguments(parser)
     parser.add_argument("--requests", type=int, default=50_000, help="gRPC calls ghz makes")
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds of direct ClickHouse queries")
@@ -395,7 +371,7 @@ def main() -> int:
     parser.add_argument("--namespace", default="",
                         help="use ClickHouse database and Redis prefix NAME instead of the "
                              "configured ones (seeded if empty)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     settings = get_settings()
     if args.namespace:
@@ -410,10 +386,12 @@ def main() -> int:
     elif in_redis != in_clickhouse:
         print("warning: only one of Redis and ClickHouse holds Tweets from the last hour; "
               "the two sides answer from different data")
-    ghz = ghz_path(settings)
-    service, floor, loads = run_grpc(settings, ghz, args)
-    clickhouse = run_clickhouse(settings, args.duration, args.clickhouse_clients)
-    print_report(service, floor, clickhouse, args, loads)
+    if args.transports != "connect":
+        service, floor, loads = run_grpc(settings, ghz_path(settings), args)
+        clickhouse = run_clickhouse(settings, args.duration, args.clickhouse_clients)
+        print_report(service, floor, clickhouse, args, loads)
+    if args.transports != "grpc":
+        connect_bench.report(*connect_bench.run_connect(settings, args), args)
     return 0
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,24 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         "127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
+    # How every Kafka client authenticates (tweetflow.clients.kafka_config); empty = not set.
+    kafka_security_protocol: Literal["", "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "", validation_alias=_env("KAFKA_SECURITY_PROTOCOL"),
+        description="librdkafka's security.protocol; empty = plaintext (or the properties file's).")
+    kafka_sasl_mechanism: str = Field(
+        "", validation_alias=_env("KAFKA_SASL_MECHANISM"),
+        description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI.")
+    kafka_sasl_username: str = Field("", validation_alias=_env("KAFKA_SASL_USERNAME"))
+    kafka_sasl_password: SecretStr = Field(
+        SecretStr(""), validation_alias=_env("KAFKA_SASL_PASSWORD"))
+    kafka_ssl_ca_location: str = Field(
+        "", validation_alias=_env("KAFKA_SSL_CA_LOCATION"),
+        description="PEM file of the CA(s) that signed the brokers' certificates; empty = the "
+                    "system's trusted roots.")
+    kafka_client_properties: str = Field(
+        "", validation_alias=_env("KAFKA_CLIENT_PROPERTIES"),
+        description="A file of `key=value` lines: any other librdkafka property, for every "
+                    "client (mTLS keys, OAuth, timeouts, client.id...).")
     clickhouse_url: str = Field(
         "", validation_alias=_env("CLICKHOUSE_URL"),
         description="A real ClickHouse server's HTTP URL; empty starts the embedded endpoint.",
@@ -49,7 +68,7 @@ class Settings(BaseSettings):
     )
     clickhouse_max_partitions_per_insert: int = Field(
         100, ge=1, validation_alias=_env("CLICKHOUSE_MAX_PARTITIONS_PER_INSERT"),
-        description="Day partitions one consumer INSERT may touch; a batch spanning more is split "
+        description="raw_tweets partitions one consumer INSERT may touch; a batch spanning more is split "
                     "(the server's max_partitions_per_insert_block, 100 by default).",
     )
     clickhouse_verify_inserts: bool = Field(
@@ -110,6 +129,11 @@ class Settings(BaseSettings):
     jetstream_rewind_seconds: float = Field(
         5.0, ge=0, validation_alias=_env("JETSTREAM_REWIND_SECONDS"),
         description="How far before the last event written to Kafka a resumed run asks to start.")
+
+    @field_validator("kafka_security_protocol", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value  # librdkafka ignores case
 
     @classmethod
     def env_names(cls) -> dict[str, tuple[str, ...]]:

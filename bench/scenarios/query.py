@@ -1,6 +1,7 @@
 """Query: the same questions answered by the hot path (Redis), the dbt marts and raw ClickHouse
 (`stg_tweets`), with their latency distributions; the answers must agree exactly. Then the gRPC
-service end to end (uncached and cached) and ghz throughput (bench/query_bench.py).
+service end to end (uncached and cached) and ghz throughput (bench/query_bench.py), and the service
+over Connect with wrk beside a no-op Connect floor (bench/connect_bench.py).
 
 The three store paths run the query service's own readers and query builders
 (query_service.hot_store, query_service.marts) over closed, hour-aligned windows inside the hot
@@ -23,7 +24,8 @@ from query_service import marts
 from query_service.planner import HOUR, Part, Source
 
 NAME = "query"
-TITLE = "Same questions via the hot path, the marts and raw ClickHouse; gRPC and ghz throughput"
+TITLE = ("Same questions via the hot path, the marts and raw ClickHouse; gRPC (ghz) and Connect (wrk) "
+         "throughput")
 MART_MODELS = ("stg_tweets", "entity_counts_hourly", "entity_counts_daily", "tweet_volume_hourly",
                "tweet_volume_minutely", "user_activity_daily", "engagement_daily")
 
@@ -194,12 +196,37 @@ def run(ctx: Context) -> ScenarioResult:
                         "core, one server process, both on the same two cores.")
         finally:
             harness.stop_process(server)
+        ctx.progress(0.82, "wrk: the service over Connect beside a no-op Connect floor")
+        _connect(ctx, s, result)
         result.note(f"{tweets:,} synthetic Tweets over the last 25 h, written by the consumers' own "
                     f"sinks; {n} sequential calls per path and question; the hot path timed through "
                     "the service's asyncio HotStore, marts and raw through clickhouse-connect "
                     "(HTTP to the ClickHouse endpoint).")
         result.plots.append(_plot(ctx, latencies))
     return result
+
+
+def _connect(ctx: Context, settings, result: ScenarioResult) -> None:
+    """The service over Connect with wrk (bench/connect_bench.py): cached JSON and binary beside
+    the no-op Connect floor, uncached hot path and ClickHouse path; the 10,000 req/s, p99 10 ms
+    target applies to cached JSON."""
+    import argparse
+
+    from bench import connect_bench
+
+    args = argparse.Namespace(processes=2, wrk_seconds=3.0 if ctx.quick else 6.0,
+                              wrk_connections=32, connect_rounds=2 if ctx.quick else 3)
+    results, loads = connect_bench.run_connect(settings, args)
+    for r in results:
+        result.add(f"{r.name}: req/s", round(r.rps), "req/s")
+        result.add(f"{r.name}: p50 / p99", f"{r.p50_ms:.2f} / {r.p99_ms:.2f}", "ms")
+        result.add(f"{r.name}: server CPU per call", round(r.server_cpu_us), "us")
+        result.check(f"{r.name}: no errors", r.errors == 0, f"{r.errors} of {r.requests:,}")
+    ok, text = connect_bench.verdict(results)
+    result.add("Connect JSON hot path target", text, "", ">= 10,000 req/s, p99 < 10 ms", ok)
+    result.note(f"wrk: 1 thread, {args.wrk_connections} connections (8 for ClickHouse), "
+                f"{args.wrk_seconds:g} s per run, 2 server processes each serving gRPC and "
+                f"Connect; 1-min load average {min(loads):.1f}-{max(loads):.1f}.")
 
 
 def _plot(ctx: Context, latencies: dict[str, dict[str, list[float]]]) -> str:

@@ -13,14 +13,14 @@ strings UTF-8 with JSON escapes, datetimes RFC 3339 with offset and microseconds
 `date_time_input_format='best_effort'` (DateTime64(3) truncates to the millisecond, as the Native
 path did). The body goes uncompressed by default: over loopback lz4 cost CPU on both sides.
 
-Archives: raw_tweets has one partition per day, and a server refuses an INSERT block touching more
-than `max_partitions_per_insert_block` (100) of them. So the Tweets of a batch are grouped by day and
-sent in INSERTs of at most `clickhouse_max_partitions_per_insert` days each: a live batch (one or two
-days) stays one INSERT, a 10,000-Tweet slice of a ten-year archive becomes a few dozen. Each day a
-batch touches is one new part either way, so splitting costs round trips, not parts.
+Archives: a server refuses an INSERT block touching more than `max_partitions_per_insert_block` (100)
+partitions of raw_tweets (one a month; one a day in tables created before). So the Tweets of a batch
+are grouped by partition and sent in INSERTs of at most `clickhouse_max_partitions_per_insert`
+partitions each: a live batch stays one INSERT, a 10,000-Tweet slice of a ten-year archive two.
+Each partition a batch touches is one new part either way, so splitting costs round trips, not parts.
 
 Trust, but verify: an acknowledged INSERT must be readable. After each INSERT the sink reads back the
-last row of every part it wrote (by `tweet_id`, the primary key, so a few granules per row) and raises
+last row of every partition it wrote (by `tweet_id`, the primary key, so a few granules per row) and raises
 `RowsNotStored`, so the batch is retried and no offset is committed past rows that are not there.
 The embedded endpoint once acknowledged inserts it had dropped (docs/embedded-clickhouse.md, Inserts).
 """
@@ -28,7 +28,7 @@ The embedded endpoint once acknowledged inserts it had dropped (docs/embedded-cl
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 
 import lz4.frame
@@ -45,7 +45,8 @@ from tweetflow.schema import (
     RAW_TWEETS,
     TWEET_DELETE_COLUMNS,
     TWEET_DELETES,
-    raw_tweets_partition,
+    partition_of,
+    utc_day,
 )
 from tweetflow.settings import Settings
 from tweetflow.snowflake import MIN_SNOWFLAKE_ID, snowflake_time
@@ -77,6 +78,7 @@ class ClickHouseSink:
         self.compression = compression
         self._client = None
         self._encode_into = msgspec.json.Encoder().encode_into
+        self._partition: Callable[[datetime], date] | None = None
 
     @property
     def client(self):
@@ -88,32 +90,35 @@ class ClickHouseSink:
         """Insert (partition, offset, event) triples; returns rows written."""
         now = datetime.now(UTC)
         encode_into = self._encode_into
-        days: dict[date, _Part] = {}  # raw_tweets rows by partition, JSONCompactEachRow bodies
+        group_of = self._partition_of()
+        parts: dict[date, _Part] = {}  # raw_tweets rows by partition, JSONCompactEachRow bodies
+        days: set[date] = set()
         deletes, deleted, chain_days = _Part(), [], set()
         for partition, offset, event in located:
             if event.kind == "tweet" and event.tweet is not None:
                 t = event.tweet
-                day = raw_tweets_partition(t.created_at)
-                part = days.get(day) or days.setdefault(day, _Part())
+                key = group_of(t.created_at)
+                part = parts.get(key) or parts.setdefault(key, _Part())
                 encode_into(_tweet_row(t, partition, offset, now), part.body, -1)
                 part.add(t.tweet_id)
+                days.add(utc_day(t.created_at))
                 if t.chain_root_id != t.tweet_id:  # an edit changes its chain's day (its root's)
-                    chain_days.add(raw_tweets_partition(t.chain_created_at))
+                    chain_days.add(utc_day(t.chain_created_at))
             elif event.kind == "delete":
                 encode_into(_delete_row(event, partition, offset, now), deletes.body, -1)
                 deletes.add(event.tweet_id)
                 deleted.append(event.tweet_id)
         try:
-            for group in _groups(list(days.values()), self.settings.clickhouse_max_partitions_per_insert):
+            for group in _groups(list(parts.values()), self.settings.clickhouse_max_partitions_per_insert):
                 self._insert(RAW_TWEETS, RAW_NAMES, group)
             if deletes.rows:
                 self._insert(TWEET_DELETES, DELETE_NAMES, [deletes])
             if days or deleted:  # after the rows: a version never runs ahead of what it covers
-                self.record_days(days.keys() | chain_days | self.days_of(deleted))
+                self.record_days(days | chain_days | self.days_of(deleted))
         except Exception:
             self.close()  # reconnect on the next attempt
             raise
-        return sum(part.rows for part in days.values()) + deletes.rows
+        return sum(part.rows for part in parts.values()) + deletes.rows
 
     def _insert(self, table: str, names: list[str], parts: list[_Part]) -> None:
         body: bytes | bytearray = parts[0].body if len(parts) == 1 else b"".join(p.body for p in parts)
@@ -123,6 +128,17 @@ class ClickHouseSink:
                                compression=self.compression)
         if self.settings.clickhouse_verify_inserts:
             self._verify(table, [part.last_id for part in parts])
+
+    def _partition_of(self) -> Callable[[datetime], date]:
+        """How this database's raw_tweets is partitioned (months; days for tables made before)."""
+        if self._partition is None:
+            table = RAW_TWEETS + ("_local" if self.settings.clickhouse_cluster else "")
+            key = self.client.query(
+                "SELECT partition_key FROM system.tables WHERE database = {db:String} "
+                "AND name = {t:String}", parameters={"db": self.settings.clickhouse_database,
+                                                     "t": table}).result_rows
+            self._partition = partition_of(key[0][0] if key else "")
+        return self._partition
 
     def record_days(self, days: Iterable[date]) -> None:
         """Move the raw version of each event day the batch touched (the server stamps it).
@@ -137,7 +153,7 @@ class ClickHouseSink:
     def days_of(self, tweet_ids: list[int]) -> set[date]:
         """The event days of deleted Tweets: from a Snowflake id itself, else from raw_tweets. A
         deleted edit removes its chain, counted on its root's day, up to an edit window earlier."""
-        days = {raw_tweets_partition(moment) for i in tweet_ids if i >= MIN_SNOWFLAKE_ID
+        days = {utc_day(moment) for i in tweet_ids if i >= MIN_SNOWFLAKE_ID
                 for moment in (snowflake_time(i), snowflake_time(i) - EDIT_WINDOW)}
         older = sorted(i for i in tweet_ids if i < MIN_SNOWFLAKE_ID)
         if older:

@@ -1,17 +1,12 @@
 """Fixtures for the Dagster code: resources pointing at the test's own database and prefix.
 
-The hand-written raw rows and the dbt runner live in tests/dbt_project/raw_rows.py; that folder
-goes on sys.path so both test packages share one copy of the sample (tests/ is no package).
+The hand-written raw rows and the dbt runner live in tests/dbt_project/raw_rows.py, importable from
+every test (pytest's `pythonpath` in pyproject.toml), so both test folders share one copy.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "dbt_project"))
 
 from tweetflow.settings import Settings
 

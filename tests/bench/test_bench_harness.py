@@ -8,25 +8,13 @@ from collections import Counter
 
 import pytest
 
-from bench.harness import KafkaRecord, Truth, diff_counters, settings_env
+from bench.harness import KafkaRecord, Truth, diff_counters
 from bench.scenarios import SCENARIOS, load
 from bench.scenarios.bad_input import cases
 from bench.scenarios.burst import _between
 from bench.scenarios.freshness import visibility
 from streaming.synthetic import SyntheticSource
 from tweetflow.hot_keys import bucket_start
-from tweetflow.settings import Settings
-
-
-def test_settings_env_gives_a_child_process_the_same_settings(monkeypatch) -> None:
-    custom = Settings().model_copy(update={"topic_raw": "bench_x.raw", "redis_prefix": "bench_x",
-                                           "kafka_bootstrap_servers": "127.0.0.1:19092",
-                                           "embedded_clickhouse_port": 18123})
-    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "elsewhere:9092")  # must not win
-    for name, value in settings_env(custom).items():
-        monkeypatch.setenv(name, value)
-    child = Settings()
-    assert child == custom
 
 
 def _records(n: int, seed: int = 5) -> list[KafkaRecord]:

@@ -12,7 +12,14 @@ import pytest
 from deploy_support import DEPLOY, env_example
 
 from tweetflow.clients import clickhouse_client
-from tweetflow.schema import RAW_TWEETS, TWEET_DELETES, schema_statements
+from tweetflow.schema import (
+    MART_DAY_VERSIONS,
+    RAW_DAY_VERSIONS,
+    RAW_TWEET_EDITS,
+    RAW_TWEETS,
+    TWEET_DELETES,
+    schema_statements,
+)
 from tweetflow.settings import Settings
 
 CLUSTER_XML = DEPLOY / "clickhouse" / "cluster.xml"
@@ -49,7 +56,8 @@ def test_cluster_ddl_is_replicated_distributed_and_on_cluster() -> None:
     statements = schema_statements(_cluster_settings(), database="tweetflow")
     ddl = "\n".join(statements)
     assert all(f"ON CLUSTER `{CLUSTER}`" in s for s in statements)
-    assert ddl.count("ReplicatedReplacingMergeTree(") == 2
+    # raw_tweets, tweet_deletes, raw_day_versions, mart_day_versions, raw_tweet_edits
+    assert ddl.count("ReplicatedReplacingMergeTree(") == 5
     for table in (RAW_TWEETS, TWEET_DELETES):
         assert f"`tweetflow`.`{table}_local`" in ddl
         engine = f"Distributed(`{CLUSTER}`, `tweetflow`, `{table}_local`, cityHash64(tweet_id))"
@@ -94,7 +102,9 @@ def test_single_server_ddl_executes(test_settings: Settings) -> None:
             parameters={"db": database}).result_rows)
     finally:
         client.close()
-    assert engines == {RAW_TWEETS: "ReplacingMergeTree", TWEET_DELETES: "ReplacingMergeTree"}
+    assert engines == {RAW_TWEETS: "ReplacingMergeTree", TWEET_DELETES: "ReplacingMergeTree",
+                       RAW_DAY_VERSIONS: "ReplacingMergeTree", MART_DAY_VERSIONS: "ReplacingMergeTree",
+                       RAW_TWEET_EDITS: "ReplacingMergeTree", f"{RAW_TWEET_EDITS}_mv": "MaterializedView"}
 
 
 def test_cluster_ddl_executes_on_a_real_cluster(stack: Settings, scratch_database: str) -> None:

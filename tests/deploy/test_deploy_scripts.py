@@ -95,7 +95,8 @@ def test_init_creates_topics_and_schema_idempotently(stack: Settings) -> None:
         assert len(topics[f"{tag}.raw"].partitions) == settings.topic_partitions
         tables = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
                               parameters={"db": tag}).result_columns[0]
-        assert sorted(tables) == ["raw_tweets", "tweet_deletes"]
+        assert sorted(tables) == ["mart_day_versions", "raw_day_versions", "raw_tweet_edits",
+                                  "raw_tweet_edits_mv", "raw_tweets", "tweet_deletes"]
     finally:
         client.command(f"DROP DATABASE IF EXISTS `{tag}`")
         client.close()

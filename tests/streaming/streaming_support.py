@@ -7,6 +7,9 @@ and the EXPECTED results — computed from the bytes read back from the topic wi
 `streaming.parsing.parse_payload` and the documented semantics (docs/data-contracts.md), never
 from the sinks under test. Reading the actual results uses only the documented key layout
 (tweetflow/hot_keys.py docstring) and table names.
+
+What is the bench's too is imported from it (bench/harness: free ports, the readers of Redis and
+ClickHouse); what differs on purpose stays here, and says why where it is defined.
 """
 
 from __future__ import annotations
@@ -15,13 +18,11 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,16 +30,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import orjson
-from confluent_kafka import Consumer, TopicPartition
 
+from bench.harness import clickhouse_rows, free_port, redis_state, redis_watermarks
+from streaming.offsets import KafkaRecord, committed_offsets, group_lag, read_topic, watermarks
 from streaming.parsing import InvalidPayload, parse_payload
 from streaming.pipeline import BatchResult
 from streaming.producer import TweetProducer
 from streaming.synthetic import generate
 from streaming.worker import Worker, WorkerOptions
-from tweetflow.clients import clickhouse_client, kafka_config, redis_client
+from tweetflow.clients import redis_client
 from tweetflow.model import Tweet
 from tweetflow.settings import Settings
 
@@ -150,92 +153,34 @@ class BackgroundProducer:
 
 
 # --- reading topics back -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TopicRecord:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    timestamp_ms: int
-    headers: dict[str, bytes] = field(default_factory=dict)
-
-
-def read_topic(settings: Settings, topic: str | None = None) -> list[TopicRecord]:
-    """Every message of `topic` (default: the raw topic), in (partition, offset) order."""
-    topic = topic or settings.topic_raw
-    consumer = Consumer(kafka_config(settings, **{
-        "group.id": f"test-reader-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False}))
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        ends: dict[int, int] = {}
-        assignment = []
-        for p in sorted(meta.partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                ends[p] = high
-                assignment.append(TopicPartition(topic, p, low))
-        consumer.assign(assignment)
-        out: list[TopicRecord] = []
-        deadline = time.monotonic() + 60
-        while ends:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end: {ends}"
-            for m in consumer.consume(1000, timeout=1.0):
-                if m.error() is not None:
-                    continue
-                p = m.partition()
-                out.append(TopicRecord(p, m.offset(), m.key(), m.value(), m.timestamp()[1],
-                                       {k: v for k, v in (m.headers() or [])}))
-                if p in ends and m.offset() >= ends[p] - 1:
-                    del ends[p]
-        return sorted(out, key=lambda r: (r.partition, r.offset))
-    finally:
-        consumer.close()
+# Through streaming.offsets (read_topic, committed_offsets, group_lag): test_offsets pins that API
+# against offsets committed with a plain consumer and counts published, so it can serve as an oracle.
 
 
 def high_watermarks(settings: Settings, topic: str | None = None) -> dict[int, int]:
-    topic = topic or settings.topic_raw
-    consumer = Consumer(kafka_config(settings, **{"group.id": "test-probe"}))
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in sorted(parts)}
-    finally:
-        consumer.close()
-
-
-def committed_offsets(settings: Settings) -> dict[int, int]:
-    """The group's committed offsets read with a plain consumer (-1: none), independently of
-    streaming.offsets."""
-    topic = settings.topic_raw
-    consumer = Consumer(kafka_config(settings, **{"group.id": settings.consumer_group,
-                                                  "enable.auto.commit": False}))
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        got = consumer.committed([TopicPartition(topic, p) for p in sorted(parts)], timeout=10)
-        return {tp.partition: tp.offset if tp.offset >= 0 else -1 for tp in got}
-    finally:
-        consumer.close()
+    return {p: high for p, (_, high) in watermarks(settings, topic).items()}
 
 
 def total_lag(settings: Settings) -> int:
-    committed = committed_offsets(settings)
-    return sum(high - max(committed.get(p, -1), 0)
-               for p, high in high_watermarks(settings).items())
+    return sum(r.lag for r in group_lag(settings))
 
 
 # --- what the stream should produce ----------------------------------------------------------
+# Not the bench's `Truth` (bench/harness/truth.py), on purpose: that one parses with the pipeline's
+# own `parse_records` and counts with `tweetflow.hot_keys`; this expectation uses only
+# `parse_payload`, its own bucket arithmetic and the documented semantics, so it stays independent
+# of the sinks and the batch code it checks. It also models what Truth does not need: the hot
+# horizon, the worker's counted/duplicates/deletes totals and each dead letter's original record.
 
 
 @dataclass
 class Expected:
     """What the consumers must produce from a topic's records (docs/data-contracts.md)."""
 
-    records: list[TopicRecord]
+    records: list[KafkaRecord]
     tweets: dict[int, Tweet] = field(default_factory=dict)  # first copy of every Tweet id
     deleted: set[int] = field(default_factory=set)  # every deleted id
-    letters: dict[tuple[int, int], tuple[TopicRecord, str]] = field(default_factory=dict)
+    letters: dict[tuple[int, int], tuple[KafkaRecord, str]] = field(default_factory=dict)
     events: int = 0  # parsed events (Tweets and deletes, copies included)
     counted: int = 0  # hot Tweets counted the first time their id was seen
     duplicates: int = 0  # hot events whose id had already been counted or deleted
@@ -250,7 +195,9 @@ class Expected:
 
 
 def _event_ms(tweet_id: int) -> int:
-    return (tweet_id >> 22) + SNOWFLAKE_EPOCH_MS
+    """The time in an id: Snowflake's 41 bits of ms, below bit 63, which marks a Bluesky post's
+    platform-scoped id (its TID's time in the same layout: docs/data-contracts.md)."""
+    return ((tweet_id & ((1 << 63) - 1)) >> 22) + SNOWFLAKE_EPOCH_MS
 
 
 def members(tweet: Tweet) -> list[tuple[str, str]]:
@@ -265,7 +212,7 @@ def members(tweet: Tweet) -> list[tuple[str, str]]:
     return out
 
 
-def expect(records: Sequence[TopicRecord], horizon_hours: float = 48,
+def expect(records: Sequence[KafkaRecord], horizon_hours: float = 48,
            now: float | None = None) -> Expected:
     """Expected sink contents of `records`: ids are counted once, deletes subtract them,
     unparseable messages are dead letters, and Redis holds what is within the hot horizon."""
@@ -343,30 +290,28 @@ class HotState:
 
 def read_hot(settings: Settings, url: str | None = None) -> HotState:
     """The hot aggregates under the test's prefix, by the documented key layout; zero counts
-    (a Tweet counted then deleted) are left out."""
-    r = redis_client(settings.model_copy(update={"redis_url": url or settings.redis_url}),
-                     decode_responses=True)
-    prefix = settings.redis_prefix
+    (a Tweet counted then deleted) are left out. Read with the bench's `redis_state` (every key
+    of the prefix, by kind) and `redis_watermarks`."""
+    settings = settings.model_copy(update={"redis_url": url or settings.redis_url})
     n: dict[tuple[str, int], int] = {}
     z: dict[tuple[str, str, int], dict[str, int]] = {}
     authors: dict[tuple[str, int], int] = {}
-    for key in r.scan_iter(match=f"{prefix}:*", count=1000):
-        parts = key[len(prefix) + 1:].split(":")
-        if parts[0] == "n" and (value := int(r.get(key) or 0)):
+    for name, value in redis_state(settings).items():
+        parts = name.split(":")
+        if parts[0] == "n" and value:
             n[(parts[1], int(parts[2]))] = value
-        elif parts[0] == "z":
-            scores = {m: int(s) for m, s in r.zrange(key, 0, -1, withscores=True) if s}
-            if scores:
-                z[(parts[1], parts[2], int(parts[3]))] = scores
+        elif parts[0] == "z" and (scores := {m: s for m, s in value if s}):
+            z[(parts[1], parts[2], int(parts[3]))] = scores
         elif parts[0] == "u":
-            authors[(parts[1], int(parts[2]))] = int(r.pfcount(key))
-    wm = {int(p): int(o) for p, o in r.hgetall(f"{prefix}:wm:{settings.topic_raw}").items()
-          if p.isdigit()}  # the hash also names the topic incarnation (`topic_id`)
-    return HotState(n, z, authors, wm)
+            authors[(parts[1], int(parts[2]))] = value
+    return HotState(n, z, authors, redis_watermarks(settings))
 
 
 def redis_snapshot(settings: Settings, url: str | None = None) -> dict[bytes, Any]:
-    """Every key under the test's prefix with its full value (raw bytes: HLLs included)."""
+    """Every key under the test's prefix with its full value (raw bytes: HLLs included).
+
+    Not the bench's `redis_state` on purpose: that one summarises (HLL cardinalities, `seen`
+    sizes) to compare two namespaces readably; "a replay rewrote nothing" needs every byte."""
     r = redis_client(settings.model_copy(update={"redis_url": url or settings.redis_url}))
     out: dict[bytes, Any] = {}
     for key in r.scan_iter(match=f"{settings.redis_prefix}:*", count=1000):
@@ -401,17 +346,13 @@ def assert_hot_matches(settings: Settings, exp: Expected, url: str | None = None
     return hot
 
 
-def ch_rows(settings: Settings, sql: str) -> list[tuple]:
-    client = clickhouse_client(settings)
-    try:
-        return [tuple(row) for row in client.query(sql).result_rows]
-    finally:
-        client.close()
+ch_rows = clickhouse_rows  # the rows of one query against the test's database
 
 
 def assert_clickhouse_matches(settings: Settings, exp: Expected) -> None:
     """raw_tweets FINAL holds each Tweet id once with lower-cased entities as found;
-    tweet_deletes every deleted id."""
+    tweet_deletes every deleted id. (Per id, against `expect`: stricter than the bench's
+    `verify`, which compares counts with a truth parsed by the pipeline's own code.)"""
     rows = ch_rows(settings, "SELECT tweet_id, hashtags, mentions, cashtags, domains "
                              "FROM raw_tweets FINAL")
     ids = Counter(r[0] for r in rows)
@@ -479,63 +420,25 @@ def drain(settings: Settings, attempts: int = 4, **options: Any) -> BatchResult:
     (A worker exits when idle; one that joined slowly may have to be run again.)"""
     total = BatchResult()
     for _ in range(attempts):
-        add_totals(total, run_worker(settings, **options))
+        total += run_worker(settings, **options)
         if total_lag(settings) == 0:
             return total
     raise AssertionError(f"still lagging after {attempts} worker runs: {total}")
 
 
-def add_totals(total: BatchResult, r: BatchResult) -> None:
-    for name in ("messages", "replayed", "events", "dead_letters", "counted", "duplicates",
-                 "deletes"):
-        setattr(total, name, getattr(total, name) + getattr(r, name))
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes `get_settings()` in a child process equal `settings`: both the
-    documented unprefixed name and the TWEETFLOW_ one for aliased fields (the unprefixed one
-    wins when both are set, so a stray variable in the parent environment cannot leak in)."""
-    aliased = {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "CLICKHOUSE_URL": settings.clickhouse_url,
-        "CLICKHOUSE_USER": settings.clickhouse_user,
-        "CLICKHOUSE_PASSWORD": settings.clickhouse_password,
-        "CLICKHOUSE_DATABASE": settings.clickhouse_database,
-        "REDIS_URL": settings.redis_url,
-    }
-    plain = {
-        "TOPIC_RAW": settings.topic_raw, "TOPIC_DLQ": settings.topic_dlq,
-        "CONSUMER_GROUP": settings.consumer_group, "REDIS_PREFIX": settings.redis_prefix,
-        "EMBEDDED_CLICKHOUSE_PORT": str(settings.embedded_clickhouse_port),
-        "HOT_HORIZON_HOURS": str(settings.hot_horizon_hours),
-    }
-    env = {}
-    for name, value in aliased.items():
-        env[name] = env[f"TWEETFLOW_{name}"] = value
-    env.update({f"TWEETFLOW_{name}": value for name, value in plain.items()})
-    return env
-
-
 @contextmanager
 def cli_env(settings: Settings) -> Iterator[None]:
-    """Run `tweetflow.cli.main` in this process with `settings` taken from the environment (the
+    """Run `tweetflow.app.cli.main` in this process with `settings` taken from the environment (the
     process-wide `get_settings()` cache is cleared on the way in and out)."""
     from tweetflow.settings import get_settings
 
-    env = settings_env(settings)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
-        assert _identity(get_settings()) == _identity(settings)
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with patch.dict(os.environ, settings.to_env()):
         get_settings.cache_clear()
+        try:
+            assert _identity(get_settings()) == _identity(settings)
+            yield
+        finally:
+            get_settings.cache_clear()
 
 
 def _identity(settings: Settings) -> list[str]:
@@ -563,7 +466,12 @@ print("TOTALS " + json.dumps(asdict(totals)), flush=True)
 
 
 class ChildProcess:
-    """A subprocess with its output in a log file, restartable; stopped only by its own pid."""
+    """A subprocess with its output in a log file, restartable; stopped only by its own pid.
+
+    Not the bench's process helpers (bench/harness/processes.py) on purpose: a crash test starts
+    the same command again and again (each start marked in the log), kills it at chosen moments and
+    asserts on its exit; the bench's children are one-shot, die with the bench and are stopped
+    with a SIGTERM-then-SIGKILL escalation whatever their state."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
         self.argv, self.env, self.log_path = argv, env, log_path
@@ -610,7 +518,7 @@ class WorkerProcess(ChildProcess):
     """One `streaming.worker.Worker` in a subprocess, configured only through the environment."""
 
     def __init__(self, settings: Settings, log_path: Path, **options: Any) -> None:
-        env = {**os.environ, **settings_env(settings),
+        env = {**os.environ, **settings.to_env(),
                "TF_TEST_EXPECT": json.dumps(_identity(settings)),
                "TF_TEST_OPTIONS": json.dumps(options)}
         super().__init__([sys.executable, "-c", _WORKER_ENTRY], env, log_path)
@@ -635,7 +543,9 @@ def processes() -> Iterator[list[ChildProcess]]:
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str,
              interval: float = 0.25) -> Any:
-    """Poll until `condition()` is truthy; a deadline guard, not a timing assertion."""
+    """Poll until `condition()` is truthy; a deadline guard, not a timing assertion.
+    (Not `tweetflow.app.stack.process.wait_until`, which swallows errors: here an assertion in
+    the condition, e.g. that a private server is still alive, fails the test at once.)"""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -646,13 +556,11 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # --- private servers a test may stop -------------------------------------------------------------
+# Not the bench's PrivateStack (bench/private_stack.py, the product's `Stack` on free ports), on
+# purpose: these tests need Redis to fsync every write (`appendfsync always`: a restart must keep
+# every acknowledged watermark) and a ClickHouse endpoint they can SIGKILL as a crash would, each
+# as a ChildProcess they restart at will; the bench restarts what users run.
 
 
 class PrivateRedis(ChildProcess):

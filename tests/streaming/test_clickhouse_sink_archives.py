@@ -43,19 +43,40 @@ def test_ten_years_in_one_batch_are_all_stored(test_settings: Settings, limit: i
         assert sink.write(_tweets(3_653)) == 3_653
     finally:
         sink.close()
-    ((rows, days),) = ch_rows(s, "SELECT count(), uniqExact(toDate(created_at)) "
-                                 "FROM raw_tweets FINAL")
-    assert (rows, days) == (3_653, 3_653)
+    ((rows, days, partitions),) = ch_rows(
+        s, "SELECT count(), uniqExact(toDate(created_at)), uniqExact(_partition_id) "
+           "FROM raw_tweets FINAL")
+    assert (rows, days, partitions) == (3_653, 3_653, 120)  # 2016-01 .. 2025-12
+
+
+def test_a_table_made_with_day_partitions_takes_ten_years_too(test_settings: Settings) -> None:
+    """raw_tweets created before it was partitioned by month keeps its day partitions: the sink
+    reads the table's own key and groups the batch by day."""
+    _swap_raw_tweets(test_settings, "ReplacingMergeTree(ingested_at) PARTITION BY "
+                                    "toYYYYMMDD(created_at) ORDER BY tweet_id")
+    sink = ClickHouseSink(test_settings)
+    try:
+        assert sink.write(_tweets(1_000)) == 1_000
+    finally:
+        sink.close()
+    ((rows, partitions),) = ch_rows(test_settings, "SELECT count(), uniqExact(_partition_id) "
+                                                   "FROM raw_tweets FINAL")
+    assert (rows, partitions) == (1_000, 1_000)
+
+
+def _swap_raw_tweets(settings: Settings, engine: str) -> None:
+    """Replace raw_tweets by a table of the same columns and another engine."""
+    client = clickhouse_client(settings)
+    try:
+        client.command(f"CREATE TABLE `{RAW_TWEETS}_other` AS `{RAW_TWEETS}` ENGINE = {engine}")
+        client.command(f"EXCHANGE TABLES `{RAW_TWEETS}` AND `{RAW_TWEETS}_other`")
+    finally:
+        client.close()
 
 
 def _null_raw_tweets(settings: Settings) -> None:
     """Swap raw_tweets for a Null-engine table: INSERTs are acknowledged and nothing is stored."""
-    client = clickhouse_client(settings)
-    try:
-        client.command(f"CREATE TABLE `{RAW_TWEETS}_null` AS `{RAW_TWEETS}` ENGINE = Null")
-        client.command(f"EXCHANGE TABLES `{RAW_TWEETS}` AND `{RAW_TWEETS}_null`")
-    finally:
-        client.close()
+    _swap_raw_tweets(settings, "Null")
 
 
 def _missing() -> float:
@@ -69,7 +90,9 @@ def test_acknowledged_rows_that_are_not_stored_fail_the_write(test_settings: Set
     sink = ClickHouseSink(test_settings)
     with pytest.raises(RowsNotStored, match="are not in raw_tweets"):
         sink.write(_tweets(250))
-    assert _missing() - before == 100  # the first INSERT (100 days): one row read back per day
+    # A Null table has no partition key: the sink groups by day, the finest it knows, so the first
+    # INSERT holds 100 days and one row of each is read back.
+    assert _missing() - before == 100
     sink.close()
 
 
