@@ -40,8 +40,8 @@ STAGING_SELECTION = "path:models/staging"
 MART_FRESHNESS = FreshnessPolicy.time_window(fail_window=timedelta(hours=2),
                                              warn_window=timedelta(hours=1, minutes=15))
 STAGING_SELECTION = "path:models/staging"
-# Concurrency pool of every run that writes the marts: two runs deleting and re-inserting the
-# same window at once could interleave into doubled rows (limit 1 in dagster.yaml).
+# Concurrency pool of every run that writes the marts (limit 1 in dagster.yaml): a day is replaced
+# in one step whatever runs at once, but its coverage record is exact only if runs do not overlap.
 MARTS_POOL = "clickhouse_marts"
 
 # The dbt installed beside this interpreter: `.venv/bin/python -m ...` runs without an activated
@@ -110,8 +110,8 @@ def dbt_build_args(window: TimeWindow | None = None, *, full_refresh: bool = Fal
                    command: str = "build") -> list[str]:
     """The dbt arguments for one run: the [start, end) event-time window as --vars, if any.
 
-    No window rebuilds everything (the marts delete and re-insert all their rows); full_refresh
-    recreates the tables instead (a schema change).
+    No window rebuilds everything (each mart is swapped whole for its recomputed rows);
+    full_refresh recreates the tables instead (a schema change).
     """
     if full_refresh and window is not None:
         raise ValueError("a full refresh rebuilds every day; it takes no window")

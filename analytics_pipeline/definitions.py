@@ -3,8 +3,8 @@
 Lineage: tweets_raw_topic -> raw_tweets, tweet_deletes (observed; the consumers write them)
 -> stg_tweets (dbt view) -> the marts (dbt, day-partitioned); tweets_raw_topic ->
 redis_hot_aggregates (observed). Runs: the `raw_data_moved` sensor and the `marts_hourly`
-schedule rebuild mart partitions; `audit` runs the custom checks; `replay_validation` proves the
-pipeline reproduces production from the Kafka log.
+schedule rebuild mart partitions; `audit` runs the custom checks and dbt source freshness;
+`replay_validation` proves the pipeline reproduces production from the Kafka log.
 """
 
 from dagster import (
@@ -31,6 +31,7 @@ from analytics_pipeline.ingestion import (
 )
 from analytics_pipeline.replay_validation import replay_validation
 from analytics_pipeline.resources import TweetflowResource
+from analytics_pipeline.source_freshness import dbt_source_freshness
 
 # Staging comes along (a view: recreating it is cheap), so a fresh database or a changed view
 # definition never leaves the marts reading a missing or stale staging layer.
@@ -47,12 +48,13 @@ observe_sources_job = define_asset_job(
     selection=AssetSelection.assets(tweets_raw_topic, raw_tables, redis_hot_aggregates),
     description="Record offsets, lag, row counts and newest events of what the consumers write.")
 audit_job = define_asset_job(
-    "audit", selection=AssetSelection.checks(*custom_checks),
-    description="Duplicate audit, volume anomaly and Redis/ClickHouse agreement.")
+    "audit", selection=AssetSelection.checks(*custom_checks, dbt_source_freshness),
+    description="Duplicate audit, volume anomaly, Redis/ClickHouse agreement and dbt source "
+                "freshness of the raw tables.")
 
 defs = Definitions(
     assets=[tweets_raw_topic, raw_tables, redis_hot_aggregates, dbt_staging, dbt_marts],
-    asset_checks=custom_checks,
+    asset_checks=[*custom_checks, dbt_source_freshness],
     jobs=[marts_job, staging_job, observe_sources_job, audit_job, replay_validation],
     schedules=[
         build_hourly_schedule(marts_job),

@@ -93,7 +93,8 @@ def load_shadow(context: OpExecutionContext, plan: dict[str, Any],
             drop_shadow(tweetflow, plan)
         raise
     context.add_output_metadata({"shadow_database": shadow.clickhouse_database,
-                                 "messages_applied": applied})
+                                 "messages_applied": applied,
+                                 "replayed_by": f"{replay_into.__module__}.{replay_into.__qualname__}"})
     return plan
 
 

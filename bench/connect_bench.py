@@ -178,10 +178,16 @@ def merge(name: str, runs: list[Result]) -> Result:
                   sum(r.server_cpu_us * r.requests for r in runs) / calls)
 
 
-def run_connect(settings: Settings, args: argparse.Namespace
-                ) -> tuple[list[Result], list[float]]:
-    """Every case against the service and the cached ones against the floor, the cached ones in
-    alternating rounds; also the 1-minute load average before each round."""
+@dataclass
+class ConnectRun:
+    results: list[Result]  # the service's cases, then the floors'
+    loads: list[float]  # the 1-minute load average before each round
+    round_p99: dict[str, list[float]]  # result name -> each round's p99 (a result's is the worst)
+
+
+def run_connect(settings: Settings, args: argparse.Namespace) -> ConnectRun:
+    """Every case against the service and the cached ones against the floors, the cached ones in
+    alternating rounds."""
     from bench import connect_floor
 
     wrk = wrk_path()
@@ -223,11 +229,10 @@ def run_connect(settings: Settings, args: argparse.Namespace
                                                args.wrk_connections, server.pid)]
     finally:
         _stop(server)
-    results = [merge(all_cases[k.split(":")[1]].name, v) for k, v in runs.items()
-               if k.startswith("service:")]
-    results += [merge(f"{k.split(':')[0]}, {k.split(':')[1]} (no-op)", v)
-                for k, v in runs.items() if "floor:" in k]
-    return results, loads
+    names = {k: (all_cases[k.split(":")[1]].name if k.startswith("service:")
+                 else f"{k.split(':')[0]}, {k.split(':')[1]} (no-op)") for k in runs}
+    return ConnectRun([merge(names[k], v) for k, v in runs.items()], loads,
+                      {names[k]: [r.p99_ms for r in v] for k, v in runs.items()})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,10 +256,14 @@ def verdict(results: list[Result]) -> tuple[bool, str]:
                 f"{json_hot.errors} errors")
 
 
-def report(results: list[Result], loads: list[float], args: argparse.Namespace) -> None:
+def report(run: ConnectRun, args: argparse.Namespace) -> None:
+    results, loads = run.results, run.loads
     print(f"\n{'Connect path (wrk)':<38} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'errors':>7} {'server CPU/call':>16} {'wrk CPU/call':>13}")
     print_rows(results)
+    print("p99 of each round, ms (the table shows the worst): " + "; ".join(
+        f"{name}: {' / '.join(f'{v:.1f}' for v in values)}"
+        for name, values in run.round_p99.items() if len(values) > 1))
     ok, text = verdict(results)
     print(f"\n{'PASS' if ok else 'FAIL'}  {text}")
     print(f"(server processes: {args.processes}; wrk: 1 thread, {args.wrk_connections} "

@@ -1,11 +1,17 @@
-"""A synthetic load generator process for the scenarios: `tweetflow produce`'s producer and pacing
-(streaming.producer.run_plan) with the knobs the scenarios need and `produce` does not expose.
+"""A synthetic load generator process for the scenarios: `tweetflow produce`'s producer, pacing
+and processes (streaming.produce_job) with the knobs the scenarios need and `produce` does not
+expose.
 
     python -m bench.loadgen --rate 2000 --duration 20 [--burst 20000:5] [--deletes 0]
+                            [--processes 2] [--ahead auto]
 
 Settings (topic, broker) come from the environment like every tweetflow process. Prints one JSON
-line per second ({"t", "sent", "delivered", "failed"}) and a final one with "done": true, so the
-scenario driving it can plot the achieved rate and check that every message was acknowledged.
+line per second ({"t", "sent", "delivered", "failed"}), one with the burst's wall-clock window
+once sending starts (after the messages made ahead; `{"ready": true}` just before, and with
+`--go-file` it waits there for the file), and a final one with "done": true (and "started", when
+the plan's clock started), so the scenario driving it can plot the achieved rate
+and check that every message was acknowledged. SIGTERM (or SIGINT) stops it cleanly: it stops
+publishing, waits for every acknowledgement and reports.
 
 Why a separate process: the generator is pure Python and needs a core of its own; in the bench's
 process it would compete (GIL) with the samplers whose timings it is supposed to drive.
@@ -15,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
 import sys
-import threading
 import time
-from collections.abc import Iterator
 
-from streaming.producer import BurstSpec, Message, Progress, RunPlan, TweetProducer, run_plan
-from streaming.synthetic import DELETE_FRACTION, Burst, SyntheticSource
+from streaming.produce_job import Job, SourceSpec, run_job, stop_on_signals
+from streaming.producer import BurstSpec, Progress, RunPlan
+from streaming.synthetic import DELETE_FRACTION
 from tweetflow.settings import get_settings
 
 
@@ -38,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history-hours", type=float, default=0.0,
                    help="event times spread over the last H hours instead of 'now'")
     p.add_argument("--max-message-bytes", type=int, default=0)
+    p.add_argument("--processes", type=int, default=1, help="producer processes sharing the plan")
+    p.add_argument("--ahead", default="auto",
+                   help="messages made before the clock starts (default auto: what the plan needs)")
+    p.add_argument("--go-file", default=None,
+                   help="once the messages are made, print {\"ready\": true} and start only "
+                        "when this file exists")
     return p
 
 
@@ -45,18 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     overrides = {"message.max.bytes": args.max_message_bytes} if args.max_message_bytes else {}
-    producer = TweetProducer(settings, settings.topic_raw, **overrides)
-    producer.wait_ready()
+    history = None
     if args.history_hours > 0:
         count = args.count or int(args.rate * args.duration)
-        source = SyntheticSource(args.seed, int((time.time() - args.history_hours * 3600) * 1000),
-                                 count / (args.history_hours * 3600),  # may be < 1/s: an archive
-                                 delete_fraction=args.deletes)
-    else:
-        source = SyntheticSource(args.seed, delete_fraction=args.deletes)
+        history = (int((time.time() - args.history_hours * 3600) * 1000),
+                   count / (args.history_hours * 3600))  # may be < 1/s: an archive
     plan = RunPlan(rate=args.rate, duration=args.duration, count=args.count,
                    duplicates=args.duplicates,
                    burst=BurstSpec.parse(args.burst) if args.burst else None, seed=args.seed)
+    job = Job(settings, settings.topic_raw,
+              SourceSpec("synthetic", args.seed, delete_fraction=args.deletes, history=history),
+              plan, args.processes, None if args.ahead == "auto" else int(args.ahead),
+              overrides, flush_timeout=180)
 
     def progress(p: Progress) -> None:
         print(json.dumps({"t": round(p.elapsed, 3), "sent": p.sent, "duplicates": p.duplicates,
@@ -64,31 +75,23 @@ def main(argv: list[str] | None = None) -> int:
                           "wall": time.time()}), flush=True)
 
     def on_burst(start_ms: int, end_ms: int) -> None:
-        source.add_burst(Burst(start_ms, end_ms))
         print(json.dumps({"burst_start": start_ms / 1000, "burst_end": end_ms / 1000}), flush=True)
 
-    # SIGTERM ends the run cleanly: the flag empties the message iterator, so run_plan stops and
-    # flushes. (A KeyboardInterrupt raised inside Producer.poll surfaces as a SystemError from
-    # confluent-kafka and skips the flush, so SIGINT is handled the same way.)
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    def before_start() -> None:
+        print(json.dumps({"ready": True}), flush=True)
+        while args.go_file and not os.path.exists(args.go_file):
+            time.sleep(0.01)
 
-    def messages() -> Iterator[Message]:
-        for message in source:
-            if stopping.is_set():
-                return
-            yield message
-
-    started = time.time()
-    result = run_plan(producer, messages(), plan, on_burst=on_burst, progress=progress,
-                      flush_timeout=180)
+    stop_on_signals()
+    result = run_job(job, progress=progress, on_burst=on_burst, before_start=before_start)
     s = result.stats
-    print(json.dumps({"done": True, "started": started, "sent": result.sent,
+    print(json.dumps({"done": True, "started": result.started, "sent": result.sent,
                       "duplicates": result.duplicates, "attempted": s.attempted,
                       "delivered": s.delivered, "failed": s.failed, "undelivered": s.undelivered,
                       "errors": dict(s.errors), "bytes": s.bytes_delivered,
-                      "elapsed": result.elapsed}), flush=True)
+                      "elapsed": result.elapsed, "ahead": result.ahead,
+                      "ahead_seconds": result.ahead_seconds, "problems": list(result.problems)}),
+          flush=True)
     return 0 if result.ok else 1
 
 

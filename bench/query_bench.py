@@ -122,6 +122,10 @@ def seed(settings: Settings, tweets: int, hours: float) -> None:
             if written >= tweets:
                 break
     clickhouse.close()
+    hot.close()
+    from streaming.healer import Healer  # what the consumers' watch over the hot tier does
+
+    Healer(settings).run(retry=False)  # starts the hot tier's history: Redis answers the hot horizon
     print(f"seeded {written} synthetic events over the last {hours:g} h")
 
 
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         clickhouse = run_clickhouse(settings, args.duration, args.clickhouse_clients)
         print_report(service, floor, clickhouse, args, loads)
     if args.transports != "grpc":
-        connect_bench.report(*connect_bench.run_connect(settings, args), args)
+        connect_bench.report(connect_bench.run_connect(settings, args), args)
     return 0
 
 

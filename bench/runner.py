@@ -20,14 +20,17 @@ from typing import Any
 from bench.harness import ProgressBar
 from bench.report import ScenarioResult, console_summary, load_average, render, timestamp_dir
 from bench.scenarios import SCENARIOS, Context, load
+from tweetflow.command_line import ArgumentParser
 from tweetflow.settings import PROJECT_ROOT, get_settings
 
 REPORTS = PROJECT_ROOT / "reports"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenarios", nargs="*")
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("scenarios", nargs="*",
+                        help=f"scenarios to run (default: all of {', '.join(SCENARIOS)})")
+    parser.add_argument("--quick", action="store_true",
+                        help="shorter runs (`make bench`: under ten minutes on two cores)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,6 +109,6 @@ def _write(out_dir: Path, results: list[ScenarioResult], quick: bool, started: d
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.runner")
+    parser = ArgumentParser(prog="python -m bench.runner")
     add_arguments(parser)
     sys.exit(run(parser.parse_args()))

@@ -1,17 +1,24 @@
 """Sustained end-to-end ingest rate on this machine, beside the raw bounds measured in the same run.
 
-    .venv/bin/python -m bench.streaming_bench [--messages 200000] [--workers N] [--quick]
+    .venv/bin/python -m bench.streaming_bench [--messages 300000] [--workers N] [--quick]
+                                              [--shared-stack]
 
+0. Start a private Kafka, Redis and ClickHouse endpoint (bench/private_stack.py), so that their
+   CPU is this run's alone; `--shared-stack` uses the running stack instead. Its start-up, and the
+   consumers' (from `tweetflow consume` to the first message applied), are reported apart.
 1. Publish M synthetic messages (event times over the last hour) to a fresh topic.
 2. Time `tweetflow consume --workers N` from earliest until every message is applied: the Redis
-   watermarks (the pipeline's last step) at every partition's high watermark.
+   watermarks (the pipeline's last step) at every partition's high watermark. Meanwhile, the CPU
+   (utime + stime from /proc) of the workers, their parent, Redis, the endpoint and the broker,
+   per message: over the sustained window and over the whole run (bench/harness/cpu.py).
 3. On the same messages, the raw bounds: (a) a bare confluent-kafka consume (no parsing),
    (b) one bulk insert of the already-parsed rows into the ClickHouse endpoint, encoded the way
    the sink encodes them (JSONCompactEachRow, faster here than clickhouse-connect's Native
    format), (c) parse-only throughput of one process.
 4. The memory the dedup state (`seen` hashes) costs per million Tweet ids.
 
-Target (PASS/FAIL): a sustained >= 28.9 MB/s (2.5 TB/day). Aims, reported beside it: 87 MB/s, and
+Target (PASS/FAIL), the product's goal: a sustained >= 29 MB/s (2.5 TB/day = 28.9 MB/s), with the
+start-up reported apart, beside the raw bounds of the same run. Aims, reported too: 87 MB/s, and
 at least half the raw bound (the slower of a and b). (c) shows how close the pipeline comes to
 what parsing alone allows one Python process.
 """
@@ -25,6 +32,7 @@ import uuid
 from dataclasses import dataclass
 
 from bench import harness
+from bench.private_stack import PrivateStack
 from bench.report import ScenarioResult, pyplot, rate_between, save
 from bench.scenarios import Context
 from streaming.consume_cli import default_workers
@@ -33,7 +41,8 @@ from tweetflow.settings import Settings
 
 NAME = "throughput"
 TITLE = "Sustained end-to-end ingest rate vs the raw bounds; memory of the dedup state"
-SPEC_MB_S = 2.5e12 / 86400 / 1e6  # 2.5 TB/day
+DAY_MB_S = 2.5e12 / 86400 / 1e6  # 2.5 TB/day
+SPEC_MB_S = 29.0  # the product's goal: 2.5 TB/day, rounded up
 AIM_MB_S = 87.0
 
 
@@ -144,7 +153,8 @@ def seen_memory(settings: Settings) -> tuple[int, int]:
 
     r = redis_client(settings)
     total = ids = 0
-    for key in r.scan_iter(match=f"{settings.redis_prefix}:seen:*", count=1000):
+    # every shard's hashes (tweetflow/hot_keys.py: `<prefix>:{sN}:seen:...`)
+    for key in r.scan_iter(match=f"{settings.redis_prefix}:*seen:*", count=1000):
         total += int(r.memory_usage(key, samples=0) or 0)
         ids += int(r.hlen(key))
     return total, ids
@@ -157,10 +167,30 @@ def used_memory(settings: Settings) -> int:
 
 
 def run(ctx: Context) -> ScenarioResult:
+    result = ScenarioResult(NAME, TITLE)
+    if ctx.options.get("shared_stack"):
+        result.note("On the shared stack: the CPU of Redis, the endpoint and the broker includes "
+                    "whatever else used them during the run.")
+        _measure(ctx, ctx.base, result)
+        return result
+    stack = PrivateStack(ctx.base)
+    try:
+        ctx.progress(0.01, "starting a private Kafka, Redis and ClickHouse endpoint")
+        began = time.monotonic()
+        stack.up()
+        result.add("start-up: private stack (Kafka, Redis, ClickHouse endpoint)",
+                   time.monotonic() - began, "s")
+        _measure(ctx, stack.settings, result)
+    finally:
+        ctx.progress(0.99, "stopping the private stack")
+        stack.down()
+    return result
+
+
+def _measure(ctx: Context, base: Settings, result: ScenarioResult) -> None:
     messages = int(ctx.options.get("messages") or (200_000 if ctx.quick else 300_000))
     workers = int(ctx.options.get("workers") or default_workers())
-    result = ScenarioResult(NAME, TITLE)
-    with harness.namespace(ctx.base, "tput") as ns:
+    with harness.namespace(base, "tput") as ns:
         s = ns.settings
         ctx.progress(0.02, f"publishing {messages:,} messages")
         finals = harness.produce(s, "--rate", "0", "--duration", "0", "--count",
@@ -178,12 +208,18 @@ def run(ctx: Context) -> ScenarioResult:
 
         ctx.progress(0.25, f"tweetflow consume --workers {workers}")
         consumers = harness.Consumers(s, ctx.path("throughput-consumers.log"))
+        meter = _cpu_meter(s, consumers, workers)
+        meter.sample(0)
         began = time.monotonic()
         consumers.start(workers, metrics=True)
-        done, points = harness.wait_applied(
-            s, timeout=900, on_poll=lambda _t, n, tot: ctx.progress(
-                0.25 + 0.45 * n / max(tot, 1), f"applied {n:,}/{tot:,}"))
+
+        def polled(_t: float, n: int, tot: int) -> None:
+            meter.sample(n)
+            ctx.progress(0.25 + 0.45 * n / max(tot, 1), f"applied {n:,}/{tot:,}")
+
+        done, points = harness.wait_applied(s, timeout=900, on_poll=polled)
         elapsed = points[-1][0] - began
+        first_applied = next((t for t, n in points if n > 0), points[-1][0]) - began
         stages = consumers.metrics()
         codes = consumers.stop()
         mem_after = used_memory(s)
@@ -214,11 +250,13 @@ def run(ctx: Context) -> ScenarioResult:
                      "; ".join(verdict.problems) or "exact")
         result.check("workers exited cleanly", all(c == 0 for c in codes), f"exit codes {codes}")
         result.add("average message size", avg_bytes, "bytes")
+        result.add("start-up: `tweetflow consume` to the first message applied", first_applied,
+                   "s")
         result.add(f"end-to-end, {workers} workers (incl. start-up)", e2e_rate, "Tweets/s")
         result.add(f"end-to-end, {workers} workers (incl. start-up)", e2e_mb, "MB/s")
         result.add("sustained (10%→90% of the run)", sustained, "Tweets/s")
         result.add("sustained (10%→90% of the run)", sustained_mb, "MB/s",
-                   f">= {SPEC_MB_S:.1f} MB/s (2.5 TB/day)", sustained_mb >= SPEC_MB_S)
+                   f">= {SPEC_MB_S:g} MB/s (2.5 TB/day)", sustained_mb >= SPEC_MB_S)
         for b in bounds:
             result.add(b.name, b.rate, "msg/s")
             result.add(b.name, b.mb_s, "MB/s")
@@ -232,13 +270,14 @@ def run(ctx: Context) -> ScenarioResult:
                    sustained_mb / parsed.mb_s * 100, "%")
         serial = 1 / sum(1 / b.rate for b in bounds)
         result.add("serial bound: (a)+(b)+(c) one after another, 1 core", serial, "msg/s")
+        _cpu(result, meter, total)
         _stages(result, stages, total, workers, elapsed)
         per_million = seen_bytes / max(seen_ids, 1) * 1e6
         result.add("dedup state: `seen` MEMORY USAGE per million ids", per_million / 2**20, "MiB")
-        result.add("Redis used_memory delta per million ids (all hot keys; shared Redis)",
+        result.add("Redis used_memory delta per million ids (all hot keys)",
                    (mem_after - mem_before) / max(seen_ids, 1) * 1e6 / 2**20, "MiB")
-        retention_h = ctx.base.hot_horizon_hours + 1.5
-        spec_ids = SPEC_MB_S * 1e6 / avg_bytes * retention_h * 3600
+        retention_h = base.hot_horizon_hours + 1.5
+        spec_ids = DAY_MB_S * 1e6 / avg_bytes * retention_h * 3600
         result.add(f"dedup state at 2.5 TB/day ({spec_ids / 1e9:.2f} G ids over "
                    f"{retention_h:g} h retention)", spec_ids * per_million / 1e6 / 2**30, "GiB")
         result.note(f"{total:,} messages ({value_bytes / 1e6:.0f} MB of JSON, {len(letters)} "
@@ -249,10 +288,43 @@ def run(ctx: Context) -> ScenarioResult:
                     "endpoint sharing the same cores. The raw bounds ran one at a time after it, "
                     "each in a single client process (the insert's server side in the endpoint).")
         result.note("Dedup state retention: a `seen` hash of hour H expires at max(H, now) + 1 h + "
-                    f"the {ctx.base.hot_horizon_hours} h hot horizon, so about "
+                    f"the {base.hot_horizon_hours} h hot horizon, so about "
                     f"{retention_h:g} h of ids are held at any time.")
         result.plots.append(_plot(ctx, rel, bounds, sustained, avg_bytes))
-    return result
+
+
+def _cpu_meter(settings: Settings, consumers: harness.Consumers, workers: int
+               ) -> harness.CpuMeter:
+    """The pipeline's processes by role: the workers and their parent, the stack's servers."""
+    servers = harness.stack_pids(settings)
+    roles = {f"workers ({workers} processes)": consumers.worker_pids,
+             "`tweetflow consume` parent": lambda: [p.pid for p in consumers.procs]}
+    roles.update({role: (lambda pid=pid: [pid]) for role, pid in servers.items()})
+    return harness.CpuMeter(roles)
+
+
+def _cpu(result: ScenarioResult, meter: harness.CpuMeter, messages: int) -> None:
+    """CPU per message by process: over the sustained window (as the sustained rate) and over
+    the whole run (start-up and the last stragglers included)."""
+    sustained = meter.per_message(0.1, 0.9)
+    whole = meter.per_message(0.0, 1.0) if meter.samples else {}
+    if not sustained or not whole:
+        result.note("CPU per message: too few samples")
+        return
+    for role in meter.roles:
+        result.add(f"CPU per message, {role}: sustained / whole run",
+                   f"{sustained[role]:.1f} / {whole[role]:.1f}", "µs")
+    result.add("CPU per message, all these processes, sustained (10%→90%)",
+               sum(sustained.values()), "µs")
+    result.add("CPU per message, all these processes, whole run (incl. start-up)",
+               sum(whole.values()), "µs")
+    missing = {"Redis", "ClickHouse endpoint", "Kafka broker"} - set(meter.roles)
+    if missing:
+        result.note(f"Not measured (not run by the stack on this machine): {', '.join(missing)}.")
+    result.note(f"CPU from /proc (utime + stime of every thread), sampled each time the applied "
+                f"count was polled (every 0.25 s), {len(meter.samples)} samples; the sustained "
+                "figure is the CPU between the polls at 10% and 90% of the messages, divided by "
+                "the messages applied in between.")
 
 
 def _stages(result: ScenarioResult, stages: dict[str, float], messages: int, workers: int,
@@ -303,12 +375,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=None,
                         help="consumer processes (default: as `tweetflow consume`, cores + 1)")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--shared-stack", action="store_true",
+                        help="run on the running stack rather than a private one (the servers' "
+                        "CPU then includes other clients' work)")
     args = parser.parse_args(argv)
     from bench.runner import cli_setup, run_scenarios
 
     cli_setup()
     return run_scenarios([NAME], quick=args.quick,
-                         options={"messages": args.messages, "workers": args.workers})
+                         options={"messages": args.messages, "workers": args.workers,
+                                  "shared_stack": args.shared_stack})
 
 
 if __name__ == "__main__":

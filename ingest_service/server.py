@@ -18,6 +18,7 @@ from tweetflow import grpc_server
 from tweetflow.auth import ApiKeys
 from tweetflow.grpc_server import RunningServer, Service
 from tweetflow.settings import Settings, get_settings
+from tweetflow.tls import ServerTls
 from tweetflow.v1 import ingest_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["IngestService"]
@@ -50,9 +51,11 @@ async def build(settings: Settings) -> Service:
 
 async def start(settings: Settings, port: int, *, api_keys: Iterable[str] | None,
                 host: str | None = None) -> RunningServer:
-    """Build and start a server. Port 0 picks a free port (see RunningServer.port)."""
+    """Build and start a server. Port 0 picks a free port (see RunningServer.port). TLS per the
+    settings."""
     return await grpc_server.start(await build(settings), port,
-                                   host=host or settings.ingest_host, api_keys=api_keys)
+                                   host=host or settings.ingest_host, api_keys=api_keys,
+                                   tls=ServerTls.from_settings(settings))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 
 from streaming.parsing import InvalidPayload, parse_payload
 from streaming.producer import PRODUCER_CONFIG
-from tweetflow.clients import kafka_config
+from tweetflow.clients import kafka_config, kafka_metadata
 from tweetflow.settings import Settings
 from tweetflow.v1 import ingest_pb2 as pb
 from tweetflow.v1 import ingest_pb2_grpc
@@ -49,16 +49,21 @@ class KafkaPublisher:
         self._loop = loop
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="ingest-delivery-reports",
-                                        daemon=True)
-        self._poller.start()
+                                        daemon=True)  # started by check()
 
     def _poll(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.1)
 
     async def check(self, timeout: float = 10.0) -> None:
-        """Fetch the topic's metadata now: a missing broker fails at start, not on the first call."""
-        meta = await asyncio.to_thread(self._producer.list_topics, self.topic, timeout=timeout)
+        """Fetch the topic's metadata now: a missing broker or refused credentials fail at start,
+        not on the first call; then start reporting deliveries. Call it before produce().
+
+        The poll thread starts only now because it serves the producer's events: running
+        earlier, it would take the credentials' refusal that kafka_metadata looks for."""
+        meta = await asyncio.to_thread(kafka_metadata, self._producer, self.topic, timeout)
+        if not self._poller.is_alive():
+            self._poller.start()
         if meta.topics[self.topic].error is not None:
             log.warning("topic %s: %s (payloads will fail until it exists)", self.topic,
                         meta.topics[self.topic].error)
@@ -86,7 +91,8 @@ class KafkaPublisher:
         if left:
             log.warning("%d messages still unacknowledged at shutdown", left)
         self._stopping.set()
-        await asyncio.to_thread(self._poller.join)
+        if self._poller.is_alive():
+            await asyncio.to_thread(self._poller.join)
 
 
 @dataclass

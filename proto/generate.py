@@ -1,4 +1,8 @@
-"""Regenerate the Python gRPC code in `tweetflow/v1/` from `proto/tweetflow/v1/*.proto`.
+"""Regenerate the Python gRPC and Connect code in `tweetflow/v1/` from `proto/tweetflow/v1/*.proto`.
+
+The Connect code (`*_connect.py`: the ASGI application and clients, connectrpc) comes from the
+`protoc-gen-connectrpc` plugin (a dev dependency) in its google.protobuf mode, so both
+transports share the same `_pb2` messages.
 
 Run from anywhere: `python proto/generate.py` (or `make proto`). The output is committed, so users
 never need protoc; this script is the one way it is produced.
@@ -6,6 +10,7 @@ never need protoc; this script is the one way it is produced.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from importlib import resources
 from pathlib import Path
@@ -24,11 +29,16 @@ def generate() -> list[Path]:
     """Run protoc on every .proto under proto/; returns the files written."""
     protos = sorted(p.relative_to(PROTO_DIR).as_posix() for p in PROTO_DIR.rglob("*.proto"))
     well_known = str(resources.files("grpc_tools") / "_proto")
+    connect_plugin = shutil.which("protoc-gen-connectrpc", path=str(Path(sys.executable).parent))
+    if connect_plugin is None:
+        raise SystemExit("protoc-gen-connectrpc is not installed (uv sync installs the dev group)")
     args = ["grpc_tools.protoc", f"-I{PROTO_DIR}", f"-I{well_known}", f"--python_out={ROOT}",
-            f"--pyi_out={ROOT}", f"--grpc_python_out={ROOT}", *protos]
+            f"--pyi_out={ROOT}", f"--grpc_python_out={ROOT}",
+            f"--plugin=protoc-gen-connectrpc={connect_plugin}", f"--connectrpc_out={ROOT}",
+            "--connectrpc_opt=protobuf=google", *protos]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
-    written = sorted(p for p in OUT_PACKAGE.glob("*_pb2*.py*"))
+    written = sorted([*OUT_PACKAGE.glob("*_pb2*.py*"), *OUT_PACKAGE.glob("*_connect.py")])
     for path in written:
         text = path.read_text()
         if not text.startswith(HEADER):

@@ -3,7 +3,9 @@
 How long an answer stays valid depends on how fresh its range is: a range touching the current
 minute changes every second, so it is cached for a couple of seconds; a range that ended long ago
 only changes through late Tweets and deletes, so it is cached for up to an hour. Cached values are
-serialized responses, so a hit costs no protobuf work at all.
+serialized responses, so a hit costs no protobuf work at all; the in-process front also keeps each
+answer's Connect JSON once some client asked for it (`local_json`), so JSON hits cost no JSON work
+either (encoding a 10-hashtag answer measured ~40 us, more than the rest of a hit).
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ class Breaker:
         self.last_error = error
 
 
+class Entry:
+    """One in-process answer: when it expires, its wire bytes, and its JSON once encoded."""
+
+    __slots__ = ("expires", "json", "value")
+
+    def __init__(self, expires: float, value: bytes) -> None:
+        self.expires = expires
+        self.value = value
+        self.json: bytes | None = None
+
+
 class ResultCache:
     """Serialized answers by request, in Redis (shared by every server process) behind a small
     in-process LRU that absorbs repeated identical requests within LOCAL_MAX_TTL.
@@ -73,28 +86,45 @@ class ResultCache:
         self.prefix = prefix
         self.breaker = breaker
         self.local_max_ttl = local_max_ttl
-        self._local: OrderedDict[tuple[str, bytes], tuple[float, bytes]] = OrderedDict()
+        self._local: OrderedDict[tuple[str, bytes], Entry] = OrderedDict()
 
-    def redis_key(self, method: str, request: bytes) -> str:
+    def redis_key(self, method: str, request: bytes, generation: int = 0) -> str:
+        """`generation` moves when days older than the hot horizon receive data, so answers
+        cached for up to an hour are never served after their days changed."""
         digest = hashlib.blake2b(request, digest_size=16).hexdigest()
-        return f"{self.prefix}:q:c1:{method}:{digest}"
+        return f"{self.prefix}:q:c1:{generation}:{method}:{digest}"
 
     def local(self, method: str, request: bytes) -> bytes | None:
         """The in-process answer, if still fresh (synchronous: the hottest path there is)."""
+        entry = self._fresh(method, request)
+        return None if entry is None else entry.value
+
+    def local_json(self, method: str, request: bytes,
+                   encode: Callable[[str, bytes], bytes]) -> bytes | None:
+        """The in-process answer as JSON, encoded by `encode(method, wire bytes)` on the first
+        ask and kept with the answer (so it expires with it)."""
+        entry = self._fresh(method, request)
+        if entry is None:
+            return None
+        if entry.json is None:
+            entry.json = encode(method, entry.value)
+        return entry.json
+
+    def _fresh(self, method: str, request: bytes) -> Entry | None:
         entry = self._local.get((method, request))
         if entry is None:
             return None
-        if entry[0] > time.monotonic():
-            return entry[1]
+        if entry.expires > time.monotonic():
+            return entry
         del self._local[(method, request)]
         return None
 
-    async def get(self, method: str, request: bytes) -> bytes | None:
+    async def get(self, method: str, request: bytes, generation: int = 0) -> bytes | None:
         """The in-process answer, else Redis's (then kept in-process as long as Redis would)."""
         value = self.local(method, request)
         if value is not None or not self.breaker.up:
             return value
-        key = self.redis_key(method, request)
+        key = self.redis_key(method, request, generation)
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 value, pttl = await pipe.get(key).pttl(key).execute()
@@ -105,12 +135,13 @@ class ResultCache:
             self._remember((method, request), value, max(0.0, pttl / 1000))
         return value
 
-    async def put(self, method: str, request: bytes, value: bytes, ttl: float) -> None:
+    async def put(self, method: str, request: bytes, value: bytes, ttl: float,
+                  generation: int = 0) -> None:
         self._remember((method, request), value, ttl)
         if not self.breaker.up:
             return
         try:
-            await self.client.set(self.redis_key(method, request), value,
+            await self.client.set(self.redis_key(method, request, generation), value,
                                   px=max(1, int(ttl * 1000)))
         except (RedisError, OSError) as exc:
             self.breaker.trip(str(exc) or type(exc).__name__)
@@ -119,7 +150,7 @@ class ResultCache:
         ttl = min(ttl, self.local_max_ttl)
         if ttl <= 0:
             return
-        self._local[key] = (time.monotonic() + ttl, value)
+        self._local[key] = Entry(time.monotonic() + ttl, value)
         self._local.move_to_end(key)
         while len(self._local) > LOCAL_MAX_ENTRIES:
             self._local.popitem(last=False)

@@ -15,7 +15,6 @@ floored to the minute). Options go after the question (`tweetflow query trending
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from tweetflow.command_line import ArgumentParser
 from tweetflow.v1 import analytics_pb2 as pb
 from tweetflow.v1 import analytics_pb2_grpc as pb_grpc
 
@@ -71,33 +71,41 @@ def _ts(value: datetime) -> Timestamp:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--addr", default=os.environ.get("TWEETFLOW_QUERY_ADDR", DEFAULT_ADDR))
+    common.add_argument("--addr", default=None,
+                        help="host:port of the service (default TWEETFLOW_QUERY_ADDR or "
+                             f"{DEFAULT_ADDR})")
     common.add_argument("--key", default=None, help="API key (default: TWEETFLOW_API_KEY, "
-                        "TWEETFLOW_API_KEYS, or the key file in the data dir)")
+                        "the first of TWEETFLOW_API_KEYS, or the key file in the data dir)")
     common.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     common.add_argument("--json", action="store_true", help="print the response as JSON")
     ranged = argparse.ArgumentParser(add_help=False, parents=[common])
-    ranged.add_argument("--start", type=parse_time, default="-24h")
+    ranged.add_argument("--start", type=parse_time, default="-24h",
+                        help="start of the range: ISO-8601 time, or relative like -6h, -2d")
     ranged.add_argument("--end", type=parse_time, default=None, help="default: now")
 
-    parser = argparse.ArgumentParser(prog="tweetflow query", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="tweetflow query", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="kind", required=True)
     p = sub.add_parser("trending", parents=[common], help="hashtags trending now")
-    p.add_argument("--window", type=parse_duration, default=3600)
-    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--window", type=parse_duration, default=3600,
+                   help="how far back to look, like 15m, 1h, 1d (seconds when bare)")
+    p.add_argument("--limit", type=int, default=10, help="how many hashtags")
     p = sub.add_parser("series", parents=[ranged], help="Tweets per bucket for one entity")
-    p.add_argument("entity_type", choices=sorted(ENTITY_TYPES))
-    p.add_argument("entity")
-    p.add_argument("--granularity", choices=list(GRANULARITIES), default="hour")
+    p.add_argument("entity_type", choices=sorted(ENTITY_TYPES), help="what kind of entity")
+    p.add_argument("entity", help="the entity, e.g. a hashtag without # or a handle")
+    p.add_argument("--granularity", choices=list(GRANULARITIES), default="hour",
+                   help="bucket size")
     for name in ("mentions", "domains", "authors"):
         p = sub.add_parser(name, parents=[ranged], help=f"top {name} in a range")
-        p.add_argument("--limit", type=int, default=10)
+        p.add_argument("--limit", type=int, default=10, help=f"how many {name}")
     p = sub.add_parser("volume", parents=[ranged], help="Tweets per bucket by language and kind")
-    p.add_argument("--granularity", choices=list(GRANULARITIES), default="hour")
+    p.add_argument("--granularity", choices=list(GRANULARITIES), default="hour",
+                   help="bucket size")
     p = sub.add_parser("user", parents=[ranged], help="one author's activity")
-    p.add_argument("handle", nargs="?", default=None)
-    p.add_argument("--id", type=int, default=None, help="author id instead of a handle")
-    p.add_argument("--granularity", choices=["hour", "day"], default="day")
+    p.add_argument("handle", nargs="?", default=None,
+                   help="the author's handle (default: none, give it or --id)")
+    p.add_argument("--id", type=int, default=None,
+                   help="author id instead of a handle (default: none)")
+    p.add_argument("--granularity", choices=["hour", "day"], default="day", help="bucket size")
     sub.add_parser("engagement", parents=[ranged], help="engagement totals in a range")
     return parser
 
@@ -178,7 +186,9 @@ def render(response: Message) -> str:
 
 def ask(addr: str, method: str, request: Message, key: str | None,
         timeout: float) -> Message:
-    with grpc.insecure_channel(addr) as channel:
+    from tweetflow.clients import grpc_channel
+
+    with grpc_channel(None, addr) as channel:  # TLS per the settings (tweetflow.tls)
         stub = pb_grpc.AnalyticsServiceStub(channel)
         metadata = (("x-api-key", key),) if key else None
         return getattr(stub, method)(request, metadata=metadata, timeout=timeout)
@@ -195,6 +205,14 @@ def _glue_relative_times(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The words after `tweetflow query` are parsed by `build_parser` (see main)."""
+    parser.add_argument("question", nargs=argparse.REMAINDER,
+                        help="what to ask: trending, series, mentions, domains, authors, volume, "
+                             "user or engagement, with its options (`tweetflow query trending "
+                             "--help`)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Entry point of `tweetflow query` (args.question: the words after `query`)."""
     return main(args.question)
@@ -209,9 +227,10 @@ def main(argv: Sequence[str]) -> int:
         print("error: give a handle or --id", file=sys.stderr)
         return 2
     method, request = request_for(args)
-    key = args.key or client_key(get_settings())
+    settings = get_settings()
+    key = args.key or client_key(settings)
     try:
-        response = ask(args.addr, method, request, key, args.timeout)
+        response = ask(args.addr or settings.query_addr, method, request, key, args.timeout)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

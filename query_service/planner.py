@@ -5,7 +5,10 @@ routing rules are unit-tested on their own. Times are epoch seconds (UTC); range
 
 The rules, in order:
 1. Inside the hot horizon (from the first whole hour that every hot key still covers) Redis
-   answers, reading hour buckets where a whole hour fits and minute buckets at the edges.
+   answers, reading hour buckets where a whole hour fits and minute buckets at the edges. When
+   Redis lost data and the hot tier is being rebuilt, it is complete only from some instant
+   (`hot_complete_from`, docs/effectively-once.md#when-redis-loses-data): Redis answers from the
+   first whole hour after it, and the earlier part of the range goes to the next rules.
    Redis does not hold every question (no per-author kind split, no engagement metrics); those
    questions skip this step.
 2. Older ranges (and everything when Redis is down) go to the dbt marts at their grains, largest
@@ -136,24 +139,29 @@ def hot_boundary(now: int, hot_horizon_seconds: int) -> int:
 
 def plan(capability: Capability, start: int, end: int, *, now: int, hot_horizon_seconds: int,
          max_grain: int | None = None, hot_available: bool = True,
-         marts_through: Mapping[int, Coverage | int | None] | None = None) -> Plan:
+         marts_through: Mapping[int, Coverage | int | None] | None = None,
+         hot_complete_from: int | None = 0) -> Plan:
     """Split [start, end) into parts, each read from the cheapest store that answers it exactly.
 
     :param max_grain: the answer's bucket width (series); no part reads coarser buckets. None for
         totals over the whole range.
     :param hot_available: False when Redis is down: everything goes to ClickHouse.
+    :param hot_complete_from: the instant from which the hot tier holds every Tweet (0: always;
+        None: from nowhere, as when Redis is down).
     :param marts_through: per mart grain, where that mart is complete: a Coverage, or an instant
         before which it is complete (None or absent: the mart cannot be used).
     """
     if start >= end:
         return Plan(())
+    hot_available = hot_available and hot_complete_from is not None
     hot_grains = _allowed(capability.hot_grains, max_grain) if hot_available else ()
     mart_grains = _allowed(capability.mart_grains, max_grain)
     through = marts_through or {}
     parts: list[Part] = []
     old_end = end
     if hot_grains:
-        boundary = max(start, hot_boundary(now, hot_horizon_seconds))
+        boundary = max(start, hot_boundary(now, hot_horizon_seconds),
+                       ceil_to(hot_complete_from or 0, HOUR))
         old_end = min(end, boundary)
         hot_end = end
         if end >= now:

@@ -1,14 +1,21 @@
-"""The AnalyticsService servicer: cache, validate, plan, read each part, merge, answer.
+"""The AnalyticsService core, free of any transport: cache, validate, plan, read each part, merge,
+answer. Both transports call it with the request's protobuf wire bytes and get the answer's: the
+grpcio server (query_service.server) and the Connect application (query_service.connect_app, which
+turns JSON into wire bytes and back, see query_service.json_answers). Failures are QueryError with
+a transport-neutral Status (query_service.errors) that each transport maps to its own codes.
 
 A request is first looked up in the result cache by its wire bytes (valid requests only ever get
 there, so a hit needs no parsing or validation; the cache's in-process front is consulted before
-the servicer is even entered, see interceptors.cache_shortcut). On a miss, identical concurrent
+the core is even entered, see interceptors.cache_shortcut and connect_app). On a miss, identical concurrent
 requests are collapsed into one computation, which validates the request, plans it
 (query_service.planner), reads the hot parts from Redis and the rest from ClickHouse concurrently,
 merges the numbers and caches the answer with a TTL tied to the range's freshness.
 
 When Redis fails the question is re-planned without it and answered from ClickHouse; when the
-stores the plan needs are all down the answer is UNAVAILABLE with the reasons.
+stores the plan needs are all down the answer is UNAVAILABLE with the reasons. When Redis lost
+data and its hot tier is being rebuilt, the planner answers the part of the hot horizon it does
+not hold from ClickHouse, and every hot read verifies that no hole appeared since the question
+was planned (query_service.hot_tier).
 """
 
 from __future__ import annotations
@@ -17,24 +24,31 @@ import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from query_service import marts, planner, validation
 from query_service.cache import Breaker, ResultCache, SingleFlight, ttl_for
-from query_service.hot_store import HotStore, HotStoreUnavailable, VolumeRow, connect
-from query_service.interceptors import current_request
+from query_service.errors import QueryError, Status
+from query_service.hot_store import (
+    HotStore,
+    HotStoreUnavailable,
+    HotTierChanged,
+    VolumeRow,
+    connect,
+)
+from query_service.hot_tier import HotTierMonitor
 from query_service.marts import ClickHouseStore, ClickHouseUnavailable, MissingRelation, Query
+from query_service.metrics import current_request
+from query_service.pipeline_status import PipelineProbe
 from query_service.planner import DAY, Capability, Plan, Source, floor_to
 from query_service.validation import InvalidArgument, TimeRange
 from tweetflow.settings import Settings
 from tweetflow.v1 import analytics_pb2 as pb
-from tweetflow.v1 import analytics_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
@@ -71,29 +85,33 @@ class Backends:
         self.settings = settings
         self.redis = redis_client or connect(settings)
         self.breaker = Breaker()
-        self.hot = HotStore(self.redis, settings.redis_prefix)
+        self.hot = HotStore(self.redis, settings.redis_prefix, settings.hot_shard_count)
         self.cache = ResultCache(self.redis, settings.redis_prefix, self.breaker)
         self.clickhouse = clickhouse or ClickHouseStore(settings)
+        self.pipeline = PipelineProbe(settings, self.hot)
+        self.tier = HotTierMonitor(settings, self.redis)  # whether Redis holds a whole history
 
     async def close(self) -> None:
         await self.redis.aclose()
         self.clickhouse.close()
+        self.pipeline.close()
+        self.tier.close()
 
 
 Compute = Callable[[Any, float, float], Awaitable[tuple[Message, int]]]
 
 
-class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
-    """Each RPC takes the request's wire bytes and returns the response's (see
-    `server.register`): a cache hit then needs no protobuf parsing or serializing at all."""
+class AnalyticsService:
+    """Answers each method's request wire bytes with the response's wire bytes: a cache hit then
+    needs no protobuf parsing or serializing at all."""
 
     def __init__(self, backends: Backends, *, clock: Callable[[], float] = time.time) -> None:
         self.b = backends
         self.clock = clock
         self.flights = SingleFlight()
         self.horizon = backends.settings.hot_horizon_hours * 3600
-        # The fresh in-process answer to (method, request bytes), or None; no I/O, so the server
-        # answers such hits before entering the servicer (interceptors.cache_shortcut).
+        # The fresh in-process answer to (method, request bytes), or None; no I/O, so the
+        # transports answer such hits before entering the core (interceptors.cache_shortcut).
         self.cached: Callable[[str, bytes], bytes | None] = backends.cache.local
         self._methods: dict[str, tuple[type[Message], Compute]] = {
             "TrendingHashtags": (pb.TrendingHashtagsRequest, self._trending),
@@ -104,66 +122,41 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
             "TweetVolume": (pb.TweetVolumeRequest, self._volume),
             "UserActivity": (pb.UserActivityRequest, self._user_activity),
             "EngagementSummary": (pb.EngagementSummaryRequest, self._engagement),
+            "PipelineStatus": (pb.PipelineStatusRequest, self.b.pipeline.status),
         }
 
-    # --- the RPCs (each receives the request's wire bytes, see server.register) ---------------
-
-    async def TrendingHashtags(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TrendingHashtags", request, context)
-
-    async def TimeSeries(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TimeSeries", request, context)
-
-    async def TopMentions(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TopMentions", request, context)
-
-    async def TopDomains(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TopDomains", request, context)
-
-    async def TopAuthors(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TopAuthors", request, context)
-
-    async def TweetVolume(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("TweetVolume", request, context)
-
-    async def UserActivity(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("UserActivity", request, context)
-
-    async def EngagementSummary(self, request: bytes,
-                                context: grpc.aio.ServicerContext) -> bytes:
-        return await self._answer("EngagementSummary", request, context)
-
-    # --- the common path ----------------------------------------------------------------------
-
-    async def _answer(self, method: str, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def answer(self, method: str, raw: bytes, timeout: float | None) -> bytes:
+        """The serialized response to `method`'s serialized request, within `timeout` seconds
+        (None: DEFAULT_TIMEOUT); QueryError when there is none."""
         info = current_request()
-        cached = await self.b.cache.get(method, raw)  # in-process hits rarely get this far
+        generation = await self.b.clickhouse.generation(self.horizon)
+        cached = await self.b.cache.get(method, raw, generation)  # in-process hits rarely get here
         if cached is not None:
             info.path = "cache"
             return cached
-        remaining = context.time_remaining()
-        timeout = DEFAULT_TIMEOUT if remaining is None else min(remaining, DEFAULT_TIMEOUT)
+        timeout = DEFAULT_TIMEOUT if timeout is None else min(timeout, DEFAULT_TIMEOUT)
         deadline = time.monotonic() + timeout
         try:
             answer = await self.flights.run(
-                (method, raw), lambda: self._compute(method, raw, deadline), timeout)
+                (method, raw), lambda: self._compute(method, raw, deadline, generation), timeout)
+        except QueryError:
+            raise
         except InvalidArgument as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise QueryError(Status.INVALID_ARGUMENT, str(exc)) from exc
         except Unavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise QueryError(Status.UNAVAILABLE, str(exc)) from exc
         except MissingRelation as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION,
-                                f"{exc}; build the marts and stg_tweets with dbt first")
-        except TimeoutError:
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                f"no answer within {timeout:.3f}s")
+            raise QueryError(Status.FAILED_PRECONDITION,
+                             f"{exc}; build the marts and stg_tweets with dbt first") from exc
+        except TimeoutError as exc:
+            raise QueryError(Status.DEADLINE_EXCEEDED, f"no answer within {timeout:.3f}s") from exc
         except Exception as exc:  # a bug or an unexpected store error: logged, reported as such
             log.exception("%s failed", method)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__})")
+            raise QueryError(Status.INTERNAL, f"internal error ({type(exc).__name__})") from exc
         info.path = answer.origin.value
         return answer.payload
 
-    async def _compute(self, method: str, raw: bytes, deadline: float) -> Answer:
+    async def _compute(self, method: str, raw: bytes, deadline: float, generation: int) -> Answer:
         request_type, compute = self._methods[method]
         try:
             request = request_type.FromString(raw)
@@ -176,7 +169,8 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
         response.as_of.FromNanoseconds(int(now * 1e9))
         payload = response.SerializeToString()
         response.source = pb.ANSWER_SOURCE_CACHE
-        await self.b.cache.put(method, raw, response.SerializeToString(), ttl_for(end, now))
+        await self.b.cache.put(method, raw, response.SerializeToString(), ttl_for(end, now),
+                               generation)
         return Answer(payload, Source[pb.AnswerSource.Name(origin).removeprefix("ANSWER_SOURCE_")])
 
     async def _run(self, capability: Capability, rng: TimeRange, max_grain: int | None,
@@ -184,17 +178,25 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
                    ch_query: Callable[[Plan], Query]) -> Reads:
         """Plan the range, read its parts, and fall back to ClickHouse alone if Redis fails."""
         redis_up = self.b.breaker.up and bool(capability.hot_grains)
-        plan = await self._plan(capability, rng, max_grain, now, deadline, redis_up)
-        if redis_up:
+        tier = await self.b.tier.current() if redis_up else None
+        plan = await self._plan(capability, rng, max_grain, now, deadline, redis_up,
+                                tier.complete_from if tier else None)
+        if tier is not None:
             try:
-                return await self._read(plan, hot_read, ch_query, deadline)
+                with self.b.tier.guarding(tier):  # a hole appearing meanwhile is never answered
+                    return await self._read(plan, hot_read, ch_query, deadline)
+            except HotTierChanged as exc:
+                self.b.tier.changed()
+                log.info("the hot tier changed while answering (%s); answering from ClickHouse",
+                         exc)
             except HotStoreUnavailable as exc:
                 self.b.breaker.trip(str(exc))
                 log.warning("Redis is unavailable (%s); answering from ClickHouse", exc)
             except ClickHouseUnavailable as exc:
                 raise Unavailable(f"ClickHouse is unreachable ({exc}); it holds the part of the "
-                                  "range Redis cannot answer (older than the hot horizon, or "
-                                  "not aligned to a whole minute)") from exc
+                                  "range Redis cannot answer (older than the hot horizon, not "
+                                  "aligned to a whole minute, or while Redis's hot tier is "
+                                  "rebuilt)") from exc
             plan = await self._plan(capability, rng, max_grain, now, deadline, False)
         try:
             return await self._read(plan, None, ch_query, deadline)
@@ -204,11 +206,13 @@ class AnalyticsService(pb_grpc.AnalyticsServiceServicer):
             raise Unavailable(f"{why} and ClickHouse is unreachable ({exc})") from exc
 
     async def _plan(self, capability: Capability, rng: TimeRange, max_grain: int | None,
-                    now: float, deadline: float, hot_available: bool) -> Plan:
-        def make(through: dict[int, int | None] | None) -> Plan:
+                    now: float, deadline: float, hot_available: bool,
+                    hot_complete_from: int | None = None) -> Plan:
+        def make(through: Mapping[int, planner.Coverage | None] | None) -> Plan:
             return planner.plan(capability, rng.start, rng.end, now=int(now),
                                 hot_horizon_seconds=self.horizon, max_grain=max_grain,
-                                hot_available=hot_available, marts_through=through)
+                                hot_available=hot_available, marts_through=through,
+                                hot_complete_from=hot_complete_from)
 
         plan = make(None)
         if not plan.clickhouse_parts:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 
 from streaming.worker import Worker, WorkerOptions
 from tweetflow.settings import get_settings
@@ -31,18 +32,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: cores + 1)")
     parser.add_argument("--metrics-port", type=int, default=9400,
                         help="first worker's port; +1 each")
-    parser.add_argument("--batch-size", type=int, default=10000)
-    parser.add_argument("--batch-ms", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=10000,
+                        help="most messages a worker applies in one batch")
+    parser.add_argument("--batch-ms", type=int, default=500,
+                        help="longest a worker waits to fill a batch, in milliseconds")
     parser.add_argument("--until-idle", type=float, default=None,
-                        help="exit after this many seconds without new messages (for scripts)")
+                        help="exit after this many seconds without new messages, for scripts "
+                             "(default: run until stopped)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `tweetflow consume`."""
     workers = args.workers or default_workers()
+    host = socket.gethostname()
     options = [WorkerOptions(batch_size=args.batch_size, batch_ms=args.batch_ms,
                              idle_exit_s=args.until_idle,
-                             metrics_port=args.metrics_port + i if args.metrics_port else 0)
+                             metrics_port=args.metrics_port + i if args.metrics_port else 0,
+                             # a worker's metrics port is its own on this host: so is the id
+                             instance_id=f"{host}-{args.metrics_port + i}" if args.metrics_port
+                             else None)
                for i in range(workers)]
     print(f"{workers} workers consuming; metrics on 127.0.0.1:{args.metrics_port}"
           f"..{args.metrics_port + workers - 1}; Ctrl-C or SIGTERM stops them gracefully",

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaError, TopicPartition
 
-from tweetflow.clients import kafka_admin, kafka_config
+from tweetflow.clients import kafka_admin, kafka_config, kafka_metadata
 from tweetflow.settings import Settings
 
 OffsetRanges = dict[int, tuple[int, int]]  # partition -> [start, end) offsets
@@ -67,7 +67,7 @@ class TopicProbe:
         self.consumer = Consumer(kafka_config(settings, **{
             "group.id": "tweetflow-offset-probe", "enable.auto.commit": False}))
         try:
-            meta = self.consumer.list_topics(self.topic, timeout=timeout).topics[self.topic]
+            meta = kafka_metadata(self.consumer, self.topic, timeout).topics[self.topic]
             if meta.error is not None:
                 raise RuntimeError(f"topic {self.topic}: {meta.error}")
         except BaseException:

@@ -23,10 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions.add_parser("list", help="the active rules")
     add = actions.add_parser("add", help="add a rule")
     add.add_argument("value", help="the rule, in X's rule syntax")
-    add.add_argument("--tag", default=None, help="a label sent with each matching Tweet")
+    add.add_argument("--tag", default=None, help="a label sent with each matching Tweet "
+                     "(default: none)")
     add.add_argument("--dry-run", action="store_true", help="validate only (dry_run=true)")
     delete = actions.add_parser("delete", help="delete rules by id, or --all")
-    delete.add_argument("ids", nargs="*", help="rule ids (from `tweetflow rules list`)")
+    delete.add_argument("ids", nargs="*", help="rule ids (from `tweetflow rules list`; "
+                        "default: none, give ids or --all)")
     delete.add_argument("--all", action="store_true", help="delete every rule")
     delete.add_argument("--dry-run", action="store_true", help="validate only (dry_run=true)")
 

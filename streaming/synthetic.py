@@ -395,9 +395,10 @@ class SyntheticSource:
         while True:
             yield self.next_message()
 
-    def next_message(self) -> Message:
-        """The next (key, value, tweet id); for a delete, the deleted Tweet's id and key."""
-        ms = self._now_ms()
+    def next_message(self, at_ms: int | None = None) -> Message:
+        """The next (key, value, tweet id); for a delete, the deleted Tweet's id and key. `at_ms`:
+        its event time (a schedule's), instead of the source's own clock."""
+        ms = self._now_ms() if at_ms is None else at_ms
         if self._deletable and self._rng.random() < self._delete_fraction:
             msg = self._delete(ms)
             if msg is not None:

@@ -1,5 +1,6 @@
 """A consumer-group member: reads bounded batches from Kafka, runs them through the pipeline, and
-commits offsets only after every sink has flushed. SIGTERM finishes the batch in hand."""
+commits offsets only after every sink has flushed. SIGTERM finishes the batch in hand. Between
+batches it watches the hot tier's history and rebuilds what Redis lost (streaming.healer)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from streaming import metrics
+from streaming.healer import HealMonitor
 from streaming.pipeline import BatchProcessor, BatchResult, Record
 from streaming.stopper import Stopper
 from tweetflow.clients import kafka_config, topic_id
+from tweetflow.logs import log_fields
 from tweetflow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,12 +29,20 @@ class WorkerOptions:
     batch_ms: int = 500
     idle_exit_s: float | None = None  # stop after this long without messages (scripts, tests)
     metrics_port: int = 0
+    instance_id: str | None = None  # static membership (group.instance.id); None: dynamic
 
 
-def consumer_config(settings: Settings, **overrides: object) -> dict[str, object]:
-    """librdkafka settings of a worker: manual commits, earliest reset, fast failure detection."""
+def consumer_config(settings: Settings, options: WorkerOptions | None = None,
+                    **overrides: object) -> dict[str, object]:
+    """librdkafka settings of a worker: manual commits, earliest reset, fast failure detection,
+    cooperative rebalancing (a member joining or leaving moves only the partitions that change
+    hands; the others keep being consumed) and, with an instance id, static membership (a worker
+    restarted within the session timeout gets its partitions back without any rebalance)."""
+    static = {"group.instance.id": options.instance_id} if options and options.instance_id else {}
     return kafka_config(settings, **{
         "group.id": settings.consumer_group,
+        "partition.assignment.strategy": "cooperative-sticky",
+        **static,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
@@ -63,10 +74,13 @@ class Worker:
     def __init__(self, settings: Settings, options: WorkerOptions | None = None) -> None:
         self.settings = settings
         self.options = options or WorkerOptions()
-        self.consumer = Consumer(consumer_config(settings))
+        topic = topic_id(settings)  # first: refused credentials fail before a consumer exists
+        self.consumer = Consumer(consumer_config(settings, self.options))
         self.stopper = Stopper()  # also ends the processor's back-off while a sink is down
-        self.processor = BatchProcessor(settings, stopper=self.stopper, topic_id=topic_id(settings))
+        self.processor = BatchProcessor(settings, stopper=self.stopper, topic_id=topic)
         self.totals = BatchResult()
+        self.batches = 0  # numbers this worker's batches in its log lines
+        self.heal = HealMonitor(settings, self._committed)
 
     def run(self) -> BatchResult:
         """Consume until stopped (SIGTERM/SIGINT) or idle for `idle_exit_s`; returns the totals."""
@@ -78,10 +92,11 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while not self.stopper.stopped:
+                self.heal.poll()
                 batch = self._collect()
                 if not batch:
-                    if not self.consumer.assignment():
-                        idle_since = time.monotonic()  # not idle before joining the group
+                    if not self.consumer.assignment() or self.heal.busy:
+                        idle_since = time.monotonic()  # not idle before joining, nor healing
                     idle = self.options.idle_exit_s
                     if idle is not None and time.monotonic() - idle_since > idle:
                         break
@@ -95,9 +110,18 @@ class Worker:
                         break
                     raise
         finally:
+            self.heal.close()
             self.consumer.close()
             self.processor.close()
         return self.totals
+
+    def _committed(self) -> dict[int, int]:
+        """The group's committed offsets of this worker's partitions."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return {}
+        return {tp.partition: tp.offset for tp in self.consumer.committed(assigned, timeout=5)
+                if tp.offset >= 0}
 
     def _collect(self) -> list[Record]:
         """Up to batch_size messages, or what arrived within batch_ms."""
@@ -121,13 +145,20 @@ class Worker:
         return Record(message.partition(), message.offset(), message.key(), message.value())
 
     def _process(self, records: list[Record]) -> None:
-        result = self.processor.process(records)
-        offsets = [TopicPartition(self.settings.topic_raw, p, o)
-                   for p, o in result.next_offsets.items()]
-        try:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as exc:
-            log.warning("commit failed (%s); the watermarks keep the work from repeating", exc)
+        """Apply one batch and commit its offsets; what is logged meanwhile, in any module,
+        carries the batch's number and partitions (tweetflow.logs.log_fields)."""
+        self.batches += 1
+        with log_fields(batch=self.batches, partitions=sorted({r.partition for r in records})):
+            result = self.processor.process(records)
+            offsets = [TopicPartition(self.settings.topic_raw, p, o)
+                       for p, o in result.next_offsets.items()]
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            except Exception as exc:
+                log.warning("commit failed (%s); the watermarks keep the work from repeating", exc)
+            log.debug("batch %d: %d records, %d dead letters, committed %s", self.batches,
+                      len(records), result.dead_letters, result.next_offsets,
+                      extra={"records": len(records), "dead_letters": result.dead_letters})
         self.totals += result
         self._update_lag()
 
@@ -141,4 +172,6 @@ class Worker:
                 metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(high - tp.offset, 0))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions revoked: %s", [p.partition for p in partitions])
+        revoked = [p.partition for p in partitions]
+        log.info("partitions revoked: %s", revoked, extra={"partitions": revoked})
+        metrics.forget_partitions(self.settings.topic_raw, revoked)  # their new owner reports them

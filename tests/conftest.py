@@ -81,3 +81,36 @@ def topic_factory(stack: Settings) -> Iterator[Callable[..., str]]:
 
     yield make
     namespaces.delete_topics(stack, created)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(stack: Settings, tmp_path_factory: pytest.TempPathFactory):
+    """A private Redis Cluster for the session: six Debian redis-server nodes (three masters,
+    three replicas) on free ports, formed with `redis-cli --cluster create` by the same code as
+    `tweetflow stack up --profile cluster`; stopped at the end."""
+    from bench.harness.processes import free_port
+    from tweetflow.app.stack.redis_cluster import RedisCluster
+
+    ports: list[int] = []
+    while len(ports) < 12:  # node and cluster-bus ports, all distinct
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    cluster = RedisCluster(stack.model_copy(update={"data_dir": tmp_path_factory.mktemp("rc")}),
+                           ports[:6], ports[6:])
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        cluster.down()
+
+
+@pytest.fixture
+def cluster_settings(test_settings: Settings, redis_cluster) -> Iterator[Settings]:
+    """The test's namespace with its hot tier on the session's Redis Cluster (REDIS_MODE=cluster,
+    one shard per partition of the raw topic); its keys there are deleted afterwards."""
+    from tweetflow import namespaces
+
+    settings = test_settings.model_copy(update={"redis_url": redis_cluster.url,
+                                                "redis_mode": "cluster"})
+    yield settings
+    namespaces.delete_keys(settings)

@@ -78,12 +78,35 @@ class Settings(BaseSettings):
     )
     embedded_clickhouse_port: int = 8123
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    redis_mode: Literal["standalone", "cluster"] = Field(
+        "standalone", validation_alias=_env("REDIS_MODE"),
+        description="`cluster`: REDIS_URL names any node of a Redis Cluster (the client finds the "
+                    "rest) and the hot tier is sharded by hash tag (tweetflow/hot_keys.py).")
+    hot_shards: int = Field(
+        0, ge=0, validation_alias=_env("HOT_SHARDS"),
+        description="Hash-tagged shards of the hot tier; 0 = 1 standalone, the raw topic's "
+                    "partitions in cluster mode. Fixed for the life of a key prefix.")
+    redis_wait_replicas: int = Field(
+        -1, ge=-1, validation_alias=_env("REDIS_WAIT_REPLICAS"),
+        description="Replicas that must hold a batch's hot writes before its Kafka offsets are "
+                    "committed (WAIT); -1 = 1 in cluster mode, 0 standalone. A master with fewer "
+                    "replicas connected is waited for by those it has.")
+    redis_wait_timeout_ms: int = Field(
+        2000, ge=1, validation_alias=_env("REDIS_WAIT_TIMEOUT_MS"),
+        description="How long one WAIT for the replicas may block before the batch is retried.")
     data_dir: Path = Field(
         PROJECT_ROOT / ".tweetflow", validation_alias=_env("TWEETFLOW_DATA_DIR")
     )
     topic_raw: str = "tweets.raw"
     topic_dlq: str = "tweets.dlq"
     topic_partitions: int = 6
+    topic_replication_factor: int = Field(
+        -1, validation_alias=_env("TOPIC_REPLICATION_FACTOR"),
+        description="Replicas of each topic tweetflow creates; -1 = the broker's "
+                    "default.replication.factor (1 on the local single broker).")
+    topic_min_insync_replicas: int = Field(
+        0, ge=0, validation_alias=_env("TOPIC_MIN_INSYNC_REPLICAS"),
+        description="min.insync.replicas of each topic tweetflow creates; 0 = the broker's own.")
     consumer_group: str = "tweetflow-consumers"
     hot_horizon_hours: int = 48
     redis_prefix: str = Field("tf", description="Prefix of every Redis key tweetflow writes.")
@@ -102,6 +125,25 @@ class Settings(BaseSettings):
     ingest_host: str = Field("127.0.0.1", description="Where `tweetflow ingest` listens.")
     ingest_metrics_port: int = Field(0, description="`tweetflow ingest`'s metrics port; 0 = none.")
     metrics_host: str = Field("127.0.0.1", description="Where the consumers serve their metrics.")
+    prometheus_port: int = Field(
+        9090, description="Port of the local Prometheus `tweetflow stack up --monitoring` starts.")
+    # TLS of the gRPC services and the Connect/HTTP server (tweetflow.grpc_server), and of the
+    # local clients that call them (tweetflow.clients.grpc_channel). PEM file paths.
+    tls_cert: str = Field(
+        "", description="Certificate chain the services present; with tls_key, they serve TLS "
+        "only (gRPC and HTTP); empty = plaintext.")
+    tls_key: str = Field("", description="Private key of tls_cert.")
+    tls_client_ca: str = Field(
+        "", description="CA whose client certificates the services require (mutual TLS); "
+        "empty = no client certificate asked.")
+    tls_ca: str = Field(
+        "", description="CA local clients trust for the services (default: the system's roots); "
+        "clients use TLS when this or tls_cert is set.")
+    tls_client_cert: str = Field("", description="Certificate local clients present (mutual TLS).")
+    tls_client_key: str = Field("", description="Private key of tls_client_cert.")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="`json`: one JSON object per line (tweetflow.logs).")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     api_keys: SecretStr = Field(
         SecretStr(""), description="Comma-separated keys the gRPC services accept; `off` turns "
         "checking off; empty = one key generated into <data dir>/api_key (tweetflow.auth).")
@@ -134,6 +176,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value  # librdkafka ignores case
+
+    @field_validator("log_level", mode="after")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"log_level {value!r}: not one of DEBUG, INFO, WARNING, ERROR")
+        return value.upper()
 
     @classmethod
     def env_names(cls) -> dict[str, tuple[str, ...]]:
@@ -186,6 +235,20 @@ class Settings(BaseSettings):
     @property
     def clickhouse_secure(self) -> bool:
         return urlsplit(self.clickhouse_http_url).scheme == "https"
+
+    @property
+    def hot_shard_count(self) -> int:
+        """Shards of the hot tier (see `hot_shards`)."""
+        if self.hot_shards:
+            return self.hot_shards
+        return self.topic_partitions if self.redis_mode == "cluster" else 1
+
+    @property
+    def hot_wait_replicas(self) -> int:
+        """Replicas a batch's hot writes wait for (see `redis_wait_replicas`)."""
+        if self.redis_wait_replicas >= 0:
+            return self.redis_wait_replicas
+        return 1 if self.redis_mode == "cluster" else 0
 
 
 @lru_cache(maxsize=1)

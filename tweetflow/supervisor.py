@@ -17,13 +17,13 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tweetflow import logs
+
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
-
-def _child(target: Callable[..., object], args: tuple[Any, ...]) -> None:
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+def _child(target: Callable[..., object], args: tuple[Any, ...], component: str | None) -> None:
+    logs.setup_logging(component=component)  # a spawned child starts with no logging set up
     target(*args)
 
 
@@ -36,7 +36,7 @@ def supervise(name: str, target: Callable[..., object], args: Sequence[tuple[Any
     counts as a clean stop too. `target` must be importable by name (a module-level function).
     """
     ctx = mp.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(target, a), name=f"{name}-{i}")
+    children = [ctx.Process(target=_child, args=(target, a, logs.component()), name=f"{name}-{i}")
                 for i, a in enumerate(args)]
     stopping = False
 

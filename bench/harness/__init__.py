@@ -9,6 +9,7 @@ be shared with other work. Child processes get the namespace through the environ
 One module per concern; scenarios use them as `harness.X` through the names below:
 - `isolation`: a scenario's namespace (`namespace`, `Namespace`)
 - `processes`: child processes' environment, stopping, /proc look-ups (children, CPU), free ports
+- `cpu`: CPU per message per process (workers and the stack's servers), from /proc
 - `consumers`, `load`, `query_server`: the consumer groups, load generators and query service
 - `truth`, `stores`, `verification`: what the topic says the stores must hold, what they hold,
   and the verdict
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from bench.harness.applied_offsets import applied, require_applied, wait_applied
 from bench.harness.consumers import Consumers, wait_group
+from bench.harness.cpu import CpuMeter, cpu_seconds, stack_pids
 from bench.harness.dbt_runs import dbt, run_dbt
 from bench.harness.isolation import Namespace, namespace
 from bench.harness.lag import LagSample, LagSampler
@@ -58,12 +60,12 @@ from bench.harness.verification import (
 from streaming.offsets import KafkaRecord, read_topic
 
 __all__ = [
-    "BENCH_API_KEY", "STORED_ROW_COUNTS", "Consumers", "KafkaRecord", "LagSample", "LagSampler",
-    "LoadGen", "Namespace", "ProgressBar", "Truth", "Verdict", "applied", "child_env",
-    "children_of", "clickhouse_counts", "clickhouse_rows", "dbt", "die_with_parent",
+    "BENCH_API_KEY", "STORED_ROW_COUNTS", "Consumers", "CpuMeter", "KafkaRecord", "LagSample",
+    "LagSampler", "LoadGen", "Namespace", "ProgressBar", "Truth", "Verdict", "applied", "child_env",
+    "children_of", "clickhouse_counts", "clickhouse_rows", "cpu_seconds", "dbt", "die_with_parent",
     "diff_counters", "dlq_records", "free_port", "free_ports", "group_cpu_seconds",
     "hot_hour_hashtags", "hot_minute_counts", "namespace", "produce", "read_topic",
     "redis_state", "redis_watermarks", "require_applied", "run_dbt", "seen_ids",
-    "sleep_with_progress", "start_query_server", "stop_process", "verify", "wait_applied",
-    "wait_group", "wait_serving",
+    "sleep_with_progress", "stack_pids", "start_query_server", "stop_process", "verify",
+    "wait_applied", "wait_group", "wait_serving",
 ]

@@ -48,49 +48,94 @@ STORED_ROW_COUNTS = ("newest_insert",)
 
 
 def redis_state(settings: Settings) -> dict[str, Any]:
-    """Every hot aggregate of the namespace, keyed without the prefix: counters, sorted sets (as
-    sorted item lists), HLL cardinalities, `seen` sizes, watermarks."""
+    """Every hot aggregate of the namespace, keyed without the prefix and summed over the shards
+    (tweetflow/hot_keys.py): counters, sorted sets (as sorted item lists), HLL cardinalities (of
+    the shards' union), dedup sizes (ids in the `seen` hashes), watermarks."""
     from tweetflow.clients import redis_client
 
     r = redis_client(settings, decode_responses=True)
     prefix = settings.redis_prefix + ":"
-    state: dict[str, Any] = {}
-    keys = sorted(k for k in r.scan_iter(match=prefix + "*", count=2000)
-                  if not k.startswith(prefix + "q:"))  # the query service's result cache
+    names: dict[str, list[str]] = {}
+    for key in r.scan_iter(match=prefix + "*", count=2000):
+        name = _unsharded(key[len(prefix):])
+        if not name.startswith(("q:", "sync")) and not _bookkeeping(name):
+            names.setdefault(name, []).append(key)  # not the query service's cache; a WAIT counter
     pipe = r.pipeline(transaction=False)
-    kinds = []
-    for key in keys:
-        kind = key[len(prefix):].split(":", 1)[0]
-        kinds.append(kind)
-        if kind == "n":
-            pipe.get(key)
-        elif kind == "z":
-            pipe.zrange(key, 0, -1, withscores=True)
-        elif kind == "u":
-            pipe.pfcount(key)
-        elif kind == "seen":
-            pipe.hlen(key)
+    for name, keys in sorted(names.items()):
+        kind = name.split(":", 1)[0]
+        for key in keys:
+            if kind == "n":
+                pipe.get(key)
+            elif kind == "z":
+                pipe.zrange(key, 0, -1, withscores=True)
+            elif kind == "seen":
+                pipe.hlen(key)
+            elif kind != "u":
+                pipe.hgetall(key)
+    replies = iter(pipe.execute())
+    state: dict[str, Any] = {}
+    for name, keys in sorted(names.items()):
+        kind = name.split(":", 1)[0]
+        if kind == "u":
+            state[name] = hll_union_count(settings, keys)
+            continue
+        values = [next(replies) for _ in keys]
+        if kind == "z":
+            totals: dict[str, int] = {}
+            for value in values:
+                for member, score in value:
+                    totals[member] = totals.get(member, 0) + int(score)
+            state[name] = sorted(totals.items())
+        elif kind in ("n", "seen"):
+            state[name] = sum(int(v or 0) for v in values)
         else:
-            pipe.hgetall(key)
-    for key, kind, value in zip(keys, kinds, pipe.execute(), strict=True):
-        name = key[len(prefix):]
-        if kind == "n":
-            state[name] = int(value)
-        elif kind == "z":
-            state[name] = sorted((m, int(s)) for m, s in value)
-        else:
-            state[name] = value
+            state[name] = {f: v for value in values for f, v in value.items()}
     return state
 
 
+def _bookkeeping(name: str) -> bool:
+    """The hot tier's history and rebuilds (tweetflow/hot_history.py): when and how it was made
+    complete, which differs between two namespaces holding the same counts."""
+    from tweetflow.hot_history import HEAL_TOPIC_SUFFIX
+
+    return name.startswith(("history:", "heal:", "heal-lease:")) or name.endswith(
+        HEAL_TOPIC_SUFFIX)
+
+
+def _unsharded(name: str) -> str:
+    """A key's name after the prefix without its shard's hash tag: `{s3}:n:m:60` -> `n:m:60`."""
+    return name.split(":", 1)[1] if name.startswith("{") else name
+
+
+def hll_union_count(settings: Settings, keys: list[str]) -> int:
+    """PFCOUNT of the union of HyperLogLogs that may sit in different cluster slots: copied under
+    one hash tag first (PFCOUNT of several keys needs them in one slot)."""
+    from tweetflow.clients import redis_client
+
+    r = redis_client(settings)
+    if len(keys) == 1:
+        return int(r.pfcount(keys[0]))
+    scratch = [f"{settings.redis_prefix}:{{hll}}:q:{i}" for i in range(len(keys))]
+    try:
+        for key, copy in zip(keys, scratch, strict=True):
+            r.set(copy, r.get(key) or b"", ex=60)
+        return int(r.pfcount(*scratch))
+    finally:
+        r.delete(*scratch)
+
+
 def redis_watermarks(settings: Settings, r=None) -> dict[int, int]:
-    """The last offset the hot sink applied, per partition of the raw topic (its watermarks)."""
+    """The last offset the hot sink applied, per partition of the raw topic (its watermarks, in
+    each partition's shard)."""
     from tweetflow.clients import redis_client
     from tweetflow.hot_keys import watermark_key
 
     r = r or redis_client(settings)
-    raw = r.hgetall(watermark_key(settings.redis_prefix, settings.topic_raw))
-    return {int(p): int(o) for p, o in raw.items() if p.isdigit()}  # skip the topic_id field
+    out: dict[int, int] = {}
+    for shard in range(settings.hot_shard_count):
+        raw = r.hgetall(watermark_key(settings.redis_prefix, settings.topic_raw, shard))
+        out.update({int(p): int(o) for p, o in raw.items() if p.isdigit()})  # skip topic_id
+    return out
 
 
 def dlq_records(settings: Settings) -> list[KafkaRecord]:

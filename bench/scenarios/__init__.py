@@ -16,7 +16,7 @@ from bench.report import ScenarioResult
 from tweetflow.settings import Settings
 
 SCENARIOS: tuple[str, ...] = ("throughput", "archive", "coverage", "burst", "freshness", "query",
-                              "replay", "crash", "bad_input", "outages")
+                              "replay", "crash", "heal", "bad_input", "outages")
 
 
 @dataclass

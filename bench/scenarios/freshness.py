@@ -28,7 +28,10 @@ from bench.scenarios import Context
 
 NAME = "freshness"
 TITLE = "Append-to-visible latency of the hot path (Redis, gRPC) vs the dbt marts' bound"
-HOT_P99_TARGET_S = 5.0  # the bench's target: a few 500 ms batch windows
+# The product's goal: p99 under a second at 10,000 Tweets/s (two 500 ms batch windows), in the
+# quick run too; the baseline beside it, measured in the same run, is the batch path's bound.
+HOT_P99_TARGET_S = 1.0
+RATE = 10_000
 MARKER_WORKER = 1023  # Snowflake worker bits of marker ids (the load generator uses < 1000)
 
 
@@ -166,7 +169,7 @@ def visibility(records: list[harness.KafkaRecord],
 
 
 def run(ctx: Context) -> ScenarioResult:
-    rate, seconds, warmup = (2000, 15, 5) if ctx.quick else (10_000, 30, 10)
+    rate, (seconds, warmup) = RATE, ((15, 5) if ctx.quick else (30, 10))
     result = ScenarioResult(NAME, TITLE)
     with harness.namespace(ctx.base, NAME,
                            topic_config={"message.timestamp.type": "LogAppendTime"}) as ns:
@@ -206,16 +209,18 @@ def run(ctx: Context) -> ScenarioResult:
         span = (max(r.timestamp_ms for r in load_msgs) / 1000 - measured_from)
         achieved = sum(r.timestamp_ms / 1000 >= measured_from for r in load_msgs) / span
         result.add("offered rate", rate, "msg/s")
+        at_rate = achieved >= 0.95 * rate
         result.add(f"achieved append rate (after the {warmup} s warm-up)", achieved, "msg/s",
-                   f"{rate:,}")
+                   f">= 95% of {rate:,}", at_rate)
         result.add("hot path (Redis) freshness p50, every message", percentile(fresh, 50), "s")
         result.add("hot path (Redis) freshness p99, every message", percentile(fresh, 99), "s",
-                   f"<= {HOT_P99_TARGET_S:g} s", percentile(fresh, 99) <= HOT_P99_TARGET_S)
+                   f"< {HOT_P99_TARGET_S:g} s at {rate:,}/s",
+                   at_rate and percentile(fresh, 99) < HOT_P99_TARGET_S)
         result.add("hot path (Redis) freshness max", max(fresh, default=float("nan")), "s")
         result.add(f"gRPC TimeSeries freshness p50 ({len(grpc)} markers)", percentile(grpc, 50), "s")
         result.add(f"gRPC TimeSeries freshness p99 ({len(grpc)} markers; ~max)",
                    percentile(grpc, 99), "s",
-                   f"<= {HOT_P99_TARGET_S:g} s", percentile(grpc, 99) <= HOT_P99_TARGET_S)
+                   f"< {HOT_P99_TARGET_S:g} s", percentile(grpc, 99) < HOT_P99_TARGET_S)
         result.add(f"cold start: Redis freshness p50 / max in the first {warmup} s",
                    f"{percentile(cold, 50):.2f} / {max(cold, default=float('nan')):.2f}", "s")
         result.check("every marker became visible", probe.missed == 0 and len(grpc) > 0,
@@ -237,8 +242,10 @@ def run(ctx: Context) -> ScenarioResult:
         ctx.progress(0.75, "dbt: building the marts for the window")
         build_s = _dbt_window(ctx, s)
         result.add("dbt build of the marts for yesterday+today (what each run does)", build_s, "s")
-        result.add("batch path freshness bound, sensor (5 min) + build", 300 + build_s, "s")
-        result.add("batch path freshness bound, hourly schedule + build", 3600 + build_s, "s")
+        result.add("baseline: batch path freshness bound, sensor (5 min) + build", 300 + build_s,
+                   "s")
+        result.add("baseline: batch path freshness bound, hourly schedule + build",
+                   3600 + build_s, "s")
         ratio = (3600 + build_s) / percentile(fresh, 99) if fresh else float("nan")
         result.add("hot path p99 vs hourly batch bound", ratio, "x fresher")
         result.note("The batch bound is a bound, not a measurement of Dagster: the sensor looks every "

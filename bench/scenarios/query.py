@@ -76,7 +76,7 @@ async def _time_hot(settings, q: Question, n: int) -> tuple[list[float], Any]:
     from query_service.hot_store import HotStore, connect
 
     client = connect(settings)
-    store = HotStore(client, settings.redis_prefix)
+    store = HotStore(client, settings.redis_prefix, settings.hot_shard_count)
     parts = q.parts(Source.HOT)
     latencies, answer = [], None
     try:
@@ -216,7 +216,8 @@ def _connect(ctx: Context, settings, result: ScenarioResult) -> None:
 
     args = argparse.Namespace(processes=2, wrk_seconds=3.0 if ctx.quick else 6.0,
                               wrk_connections=32, connect_rounds=2 if ctx.quick else 3)
-    results, loads = connect_bench.run_connect(settings, args)
+    run = connect_bench.run_connect(settings, args)
+    results, loads = run.results, run.loads
     for r in results:
         result.add(f"{r.name}: req/s", round(r.rps), "req/s")
         result.add(f"{r.name}: p50 / p99", f"{r.p50_ms:.2f} / {r.p99_ms:.2f}", "ms")

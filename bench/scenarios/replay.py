@@ -1,4 +1,4 @@
-"""Replay: `tweetflow replay --to earliest` after a live ingest leaves every count identical, and a
+"""Replay: `tweetflow replay --to earliest --execute` after a live ingest leaves every count identical, and a
 full rebuild from earliest into a fresh database and key prefix reproduces every count too.
 
 Rates compared: live ingest, the replay through the same group (each offset is recognised as
@@ -86,11 +86,12 @@ def run(ctx: Context) -> ScenarioResult:
                      f"{len(truth.tweets):,} Tweets, {len(truth.deleted):,} deletes, "
                      f"{truth.tweet_events - len(truth.tweets):,} duplicate copies")
 
-        ctx.progress(0.45, "tweetflow replay --to earliest")
-        replay = subprocess.run([sys.executable, "-m", "tweetflow.app.cli", "replay", "--to", "earliest"],
+        ctx.progress(0.45, "tweetflow replay --to earliest --execute")
+        replay = subprocess.run([sys.executable, "-m", "tweetflow.app.cli", "replay", "--to", "earliest",
+                                 "--execute"],
                                 cwd=PROJECT_ROOT, env=harness.child_env(s), capture_output=True,
                                 text=True, check=False)
-        result.check("`tweetflow replay --to earliest` succeeded", replay.returncode == 0,
+        result.check("`tweetflow replay --to earliest --execute` succeeded", replay.returncode == 0,
                      replay.stdout.strip().splitlines()[-1] if replay.returncode == 0
                      else (replay.stdout + replay.stderr)[-300:])
         consumers = harness.Consumers(s, ctx.path("replay-replay-consumers.log"))

@@ -8,7 +8,9 @@
     that fails halfway leaves those days to the raw tables) and, once its rows are in, records the
     run's start as its version of every day it rebuilt whole (post-hook): the raw data written
     before that instant is in the mart. A mart built from another mart takes the older of the two
-    versions, day by day. The newest record of a (mart, day) wins.
+    versions, day by day. The newest record of a (mart, day) wins. Between the two hooks the day's
+    rows are replaced in one step (macros/replace_window.sql): a reader sees them older or newer,
+    never missing or doubled.
 -#}
 
 {% macro mart_versions_table() %}{{ target.schema }}.mart_day_versions{% endmacro %}
@@ -27,17 +29,15 @@
     insert into {{ invocations_table() }} (invocation_id) values ('{{ invocation_id }}')
 {% endmacro %}
 
-{#- The days of the run's window: all those it touches, or only those it rebuilds whole. A run
-    without a window (or the first build) rebuilds every day that has raw data. -#}
-{% macro window_days(whole_only) %}
-    {%- set window = event_window() -%}
-    {%- if window is none or not is_incremental() -%}
+{#- The days of the run's window (whole days: macros/event_window.sql). A run without a window (or
+    the first build) rebuilds every day that has raw data. -#}
+{% macro window_days() %}
+    {%- set bounds = window_bounds() -%}
+    {%- if bounds is none or not is_incremental() -%}
         select distinct day from {{ target.schema }}.raw_day_versions
     {%- else -%}
-        {%- set first = "toDate(toDateTime('" ~ window[0] ~ "', 'UTC')" ~ (" + 86399)" if whole_only else ")") -%}
-        {%- set last = "toDate(toDateTime('" ~ window[1] ~ "', 'UTC')" ~ (")" if whole_only else " - 1) + 1") -%}
-        select {{ first }} + number as day
-        from numbers(toUInt64(greatest(0, dateDiff('day', {{ first }}, {{ last }}))))
+        select toDate({{ bounds[0] }}) + number as day
+        from numbers(toUInt64(greatest(0, dateDiff('day', {{ bounds[0] }}, {{ bounds[1] }}))))
     {%- endif -%}
 {% endmacro %}
 
@@ -45,7 +45,7 @@
 {% macro invalidate_mart_days() %}
     insert into {{ mart_versions_table() }} (mart, day, raw_version, invocation_id)
     select '{{ this.identifier }}', day, toDateTime64(0, 6, 'UTC'), '{{ invocation_id }}'
-    from ({{ window_days(false) }})
+    from ({{ window_days() }})
 {% endmacro %}
 
 {#- post-hook: the rebuilt days are covered up to the run's start (or the upstream mart's). -#}
@@ -60,7 +60,7 @@
     select '{{ this.identifier }}', d.day,
         {% for _ in upstream %}least({% endfor %}s.started{% for _ in upstream %}, u{{ loop.index }}.v){% endfor %},
         '{{ invocation_id }}'
-    from ({{ window_days(true) }}) as d
+    from ({{ window_days() }}) as d
     cross join (
         select min(started) as started from {{ invocations_table() }}
         where invocation_id = '{{ invocation_id }}'

@@ -36,6 +36,7 @@ import msgspec
 
 from streaming import metrics
 from streaming.normalize import lowered
+from streaming.sinks.rejections import rejection
 from tweetflow.clients import clickhouse_client
 from tweetflow.model import EDIT_WINDOW, Event, Tweet
 from tweetflow.schema import (
@@ -64,7 +65,8 @@ class RowsNotStored(RuntimeError):
 
 
 class ClickHouseSink:
-    """Writes the events of a batch; a failed write raises and the batch is retried as a whole.
+    """Writes the events of a batch; a failed write raises and the batch is retried as a whole,
+    unless the server refused the rows themselves (`RowsRejected`: the batch is split).
 
     Duplicated rows (a replayed offset range, a Tweet published twice) are harmless here: the
     tables are ReplacingMergeTree keyed by tweet_id and readers deduplicate.
@@ -115,8 +117,10 @@ class ClickHouseSink:
                 self._insert(TWEET_DELETES, DELETE_NAMES, [deletes])
             if days or deleted:  # after the rows: a version never runs ahead of what it covers
                 self.record_days(days | chain_days | self.days_of(deleted))
-        except Exception:
+        except Exception as exc:
             self.close()  # reconnect on the next attempt
+            if (refused := rejection(exc)) is not None:  # the rows, not the server: not retried
+                raise refused from exc
             raise
         return sum(part.rows for part in parts.values()) + deletes.rows
 

@@ -1,66 +1,101 @@
-"""The hot aggregates' dedup state: what each event counts, decided against the `seen` entry of
-its Tweet's edit chain (docs/effectively-once.md has the argument, including atomicity).
+"""The hot aggregates' dedup state: what each event counts, decided at the shard of its edit chain
+(docs/effectively-once.md has the argument; tweetflow/hot_keys.py the keys).
 
 An edit is a new Tweet with a new id whose edit history names the chain's root (its first
-version). The chain counts as one Tweet, with its newest version's members (the highest id) at
-its root's time, so every version is accounted against one entry: the root's. A `seen` hash field
-(`tf:seen:{hour}`, the hour of the id's Snowflake time) holds, per id:
-- a contribution "<minute>[/<version>]<US><member><US>...": the chain rooted at this id counts
-  these members at this minute (minutes after the entry's hour); `/<version>` names the version
-  counted when it is not the root itself, so an older version arriving later counts nothing;
-- "D": deleted. On a root: the whole chain. On any other id: whichever chain lists it is deleted
-  when it arrives (a delete may come before the versions it removes);
-- "r<root>": an id the chain rooted at <root> lists, so a delete of an edit finds its chain.
-A Tweet never edited (nearly all) has exactly one entry, its own, as before chains existed.
+version). The chain counts as one Tweet, with its newest version's members (the highest id) at its
+root's time. Each id has a state at its *home shard* (the shard of the partition its messages
+land in), one small hash field (tweetflow/hot_keys.py):
+- `<fingerprint>` (digits): the chain rooted at this id counts this id's content (an unedited
+  Tweet: nearly every id); the fingerprint is 12 bits of the content's hash, so the same id
+  re-sent with other content (a re-fetch) replaces what it counted, as ClickHouse keeps an id's
+  newest row, while a copy counts nothing;
+- `v<version>.<fingerprint>`: the chain rooted at this id counts that later version;
+- `r<root>`: an id the chain rooted at <root> lists (so a delete of it finds the chain);
+- `D`: deleted (the chain rooted here, or an id not known yet: whatever lists it comes later);
+- `d<root>`: deleted, and listed by the chain rooted at <root>.
+Only ids and fingerprints are stored, never what a Tweet counted: subtracting a version (a delete,
+or a newer version replacing it) reads its members back from the raw store
+(streaming/sinks/versions.py) and takes the row whose fingerprint is the one counted.
 
-Costs: nothing for unedited Tweets; per edit, one pointer per version it lists that has none yet,
-and one more HMGET round trip in a batch where a delete names an edit.
+Events become operations, each applied at one shard (one slot in Redis Cluster):
+- `version(t)` at home(root): counts t if its chain has no newer version and is not deleted;
+- `link(e, root)` at home(e), for every other id t lists: remembers e's chain, or, if e was
+  deleted first, emits `kill(root)`;
+- `delete(x)` at home(x): subtracts the chain rooted at x, or emits `kill(root)` for the chain
+  that lists x;
+- `kill(root)` at home(root): subtracts the chain and marks it deleted.
+Every operation is a fact about the stream, so applying one twice changes nothing, and the state
+of a chain depends on the set of operations, not their order: a shard can apply one as soon as it
+arrives, whichever worker sends it, and a crash only means sending it again.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+import zlib
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Literal
 
 from streaming.normalize import author_member, distinct_lowered
-from tweetflow.hot_keys import bucket_start, seen_key
+from tweetflow.hot_keys import bucket_start
 from tweetflow.model import Event, Tweet
 from tweetflow.snowflake import snowflake_ms
 
 DELETED = "D"
-POINTER = "r"
-_FIELD, _ITEM, _VERSION = "\x1f", "\x1e", "/"
-# A member is one letter for its dimension and then the value ("hpython"): the contribution kept
-# per Tweet id is most of the dedup state's memory, so it is kept short.
+_VERSION, _POINTER, _DELETED_IN = "v", "r", "d"
+# A member is one letter for its dimension and then the value ("hpython").
 CODE = {"lang": "l", "kind": "k", "author": "a", "hashtag": "h", "mention": "m", "cashtag": "c",
         "domain": "d"}
 DIM = {code: dim for dim, code in CODE.items()}
+OpKind = Literal["version", "link", "delete", "kill"]
+VersionKey = tuple[int, int]  # (version id, fingerprint of its content)
 
 
 @dataclass
 class ApplyResult:
     counted: int = 0  # chains counted for the first time
-    updated: int = 0  # newer versions (edits, or new content under one id) of counted chains
+    updated: int = 0  # newer versions (edits) of counted chains
     duplicates: int = 0  # copies, older versions, versions of deleted chains, repeated deletes
     deletes: int = 0
     cold: int = 0  # older than the hot horizon: ClickHouse only
     already_applied: bool = False
     retries: int = 0
 
+    def add(self, other: ApplyResult) -> None:
+        for name in ("counted", "updated", "duplicates", "deletes", "cold"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operation on the state of `tweet_id` (the id its home shard is that of)."""
+
+    kind: OpKind
+    tweet_id: int
+    tweet: Tweet | None = None  # version
+    root: int = 0  # link
+
 
 @dataclass
 class Plan:
-    """A batch's effect, aggregated: per minute and member, summed over the batch's Tweets."""
+    """A shard's share of a batch, aggregated: per minute and member, summed over its Tweets; the
+    states it read (for the script to re-check) and wrote; operations for other shards."""
 
-    seen_hours: dict[str, int] = field(default_factory=dict)  # seen key -> its hour
-    checks: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
-    seen: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     tweets: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minute -> delta
     members: Counter[tuple[int, str]] = field(default_factory=Counter)
     authors: set[tuple[int, str]] = field(default_factory=set)  # (minute, author id)
+    reads: dict[int, str | None] = field(default_factory=dict)  # id -> state the plan relied on
+    writes: dict[int, str] = field(default_factory=dict)  # id -> its new state
+    remote: list[Op] = field(default_factory=list)
+    missing_states: set[int] = field(default_factory=set)  # not looked up: plan again
+    missing_versions: set[VersionKey] = field(default_factory=set)  # content unknown: again
     result: ApplyResult = field(default_factory=ApplyResult)
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing_states or self.missing_versions)
 
     def count(self, minute: int, members: Iterable[str], sign: int, author_id: int) -> None:
         self.tweets[minute] += sign
@@ -73,122 +108,156 @@ class Plan:
             self.members.subtract(pairs)
 
 
-class SeenStates:
-    """The `seen` entries a plan reads and writes. Reads come from this batch's earlier writes,
-    else from what was looked up in Redis before planning (`found`, for the ids in `asked`); the
-    first read of an id is recorded for the script to re-check, every write is queued for it."""
+def event_ops(event: Event) -> list[Op]:
+    """The operations an event becomes (each is applied at the home shard of its id)."""
+    tweet = event.tweet
+    if event.kind != "tweet" or tweet is None:
+        return [Op("delete", event.tweet_id)]
+    root = tweet.chain_root_id
+    ops = [Op("version", root, tweet)]
+    if len(tweet.edit_history_tweet_ids) > 1 or tweet.tweet_id != root:
+        ops += [Op("link", i, root=root)
+                for i in dict.fromkeys((*tweet.edit_history_tweet_ids, tweet.tweet_id))
+                if i != root]
+    return ops
 
-    def __init__(self, plan: Plan, prefix: str, asked: set[int], found: dict[int, str]) -> None:
-        self.plan, self.prefix, self.asked, self.found = plan, prefix, asked, found
-        self.local: dict[int, str] = {}
-        self.keys: dict[int, str] = {}  # hour -> seen key
-        self.slots: dict[int, tuple[str, int]] = {}  # id -> (seen key, hour): each id's once
+
+class Planner:
+    """Applies operations to one shard's states as read before planning (`found`: id -> state,
+    for every id looked up), with the contents of the versions known (`versions`)."""
+
+    def __init__(self, found: dict[int, str | None], versions: dict[VersionKey, Tweet],
+                 local: Callable[[int], bool]) -> None:
+        self.found, self.versions, self.local = found, versions, local
+        self.plan = Plan()
+
+    def run(self, ops: Iterable[Op]) -> Plan:
+        queue = deque(ops)
+        while queue:
+            for emitted in self._apply(queue.popleft()):
+                (queue if self.local(emitted.tweet_id) else self.plan.remote).append(emitted)
+        return self.plan
 
     def get(self, tweet_id: int) -> str | None:
-        if tweet_id in self.local:
-            return self.local[tweet_id]
-        if tweet_id not in self.asked:
-            raise KeyError(f"seen state of {tweet_id} was not looked up before planning")
-        state = self.local[tweet_id] = self.found.get(tweet_id)  # type: ignore[assignment]
-        self.plan.checks[self.slot(tweet_id)[0]].extend((str(tweet_id), state or ""))
+        plan = self.plan
+        if tweet_id in plan.writes:
+            return plan.writes[tweet_id]
+        if tweet_id not in self.found:
+            plan.missing_states.add(tweet_id)
+            return None
+        state = plan.reads[tweet_id] = self.found[tweet_id]
         return state
 
     def set(self, tweet_id: int, state: str) -> None:
-        self.local[tweet_id] = state
-        self.plan.seen[self.slot(tweet_id)[0]].extend((str(tweet_id), state))
+        self.get(tweet_id)  # every write follows a read of the same id (the script re-checks it)
+        self.plan.writes[tweet_id] = state
 
-    def slot(self, tweet_id: int) -> tuple[str, int]:
-        """The id's seen key and its hour."""
-        slot = self.slots.get(tweet_id)
-        if slot is None:
-            hour = seen_hour(tweet_id)
-            key = self.keys.get(hour)
-            if key is None:
-                key = self.keys[hour] = seen_key(self.prefix, hour)
-                self.plan.seen_hours[key] = hour
-            slot = self.slots[tweet_id] = (key, hour)
-        return slot
+    def _apply(self, op: Op) -> list[Op]:
+        if op.kind == "version":
+            assert op.tweet is not None
+            self._version(op.tweet_id, op.tweet)
+            return []
+        if op.kind == "link":
+            return self._link(op.tweet_id, op.root)
+        if op.kind == "delete":
+            return self._delete(op.tweet_id)
+        self._kill(op.tweet_id)
+        return []
 
-
-def chain_ids(event: Event) -> tuple[int, ...]:
-    """The ids whose `seen` state accounting `event` may read (a delete's chain root aside)."""
-    tweet = event.tweet
-    if tweet is None or len(tweet.edit_history_tweet_ids) <= 1:
-        return (event.tweet_id,)
-    return (*tweet.edit_history_tweet_ids, event.tweet_id)
-
-
-def pointed_root(state: str | None) -> int | None:
-    """The chain root a pointer entry names, else None."""
-    return int(state[1:]) if state and state[0] == POINTER else None
-
-
-def account(plan: Plan, states: SeenStates, event: Event) -> None:
-    """Count one event against its chain's `seen` state, updating that state."""
-    if event.kind == "tweet" and event.tweet is not None:
-        _account_version(plan, states, event.tweet)
-        return
-    root = pointed_root(states.get(event.tweet_id))
-    if root is None:
-        root = event.tweet_id
-    _remove_chain(plan, states, root, deleting=True)
-
-
-def _account_version(plan: Plan, states: SeenStates, tweet: Tweet) -> None:
-    root, version, edits = tweet.chain_root_id, tweet.tweet_id, tweet.edit_history_tweet_ids
-    others = () if len(edits) <= 1 else [i for i in dict.fromkeys((*edits, version)) if i != root]
-    if others and any(states.get(i) == DELETED for i in others):  # a delete of an edit came first
-        _remove_chain(plan, states, root, deleting=False)
-        return
-    state = _chain_state(states.get(root))
-    if state == DELETED:
-        plan.result.duplicates += 1
-        return
-    hour = states.slot(root)[1]
-    minute, members = chain_members(tweet)
-    head = str((minute - hour) // 60) + ("" if version == root else f"{_VERSION}{version}")
-    contribution = _FIELD.join((head, *members))
-    if state is None:
-        plan.result.counted += 1
-    elif state == contribution or version < _counted_version(state, root):
-        plan.result.duplicates += 1  # a copy, or older than the version counted
-        contribution = ""
-    else:  # a newer version (or new content under the counted id): it replaces what was counted
-        plan.count(*decode(state, hour), -1, 0)
-        plan.result.updated += 1
-    if contribution:
+    def _version(self, root: int, tweet: Tweet) -> None:
+        plan, version = self.plan, tweet.tweet_id
+        state = self.get(root)
+        if _deleted(state):
+            plan.result.duplicates += 1
+            return
+        minute, members = chain_members(tweet)
+        content = fingerprint(minute, members)
+        self.versions.setdefault((version, content), tweet)
+        counted = _counted(state, root)
+        if counted is None:
+            plan.result.counted += 1
+        elif version < counted[0] or (version, content) == counted:
+            plan.result.duplicates += 1  # older than the version counted, or a copy of it
+            return
+        else:  # a newer version, or new content under the counted id: it replaces what it counted
+            self._subtract(counted)
+            plan.result.updated += 1
         plan.count(minute, members, +1, tweet.author_id)
-        states.set(root, contribution)
-    for i in others:
-        if states.get(i) is None:
-            states.set(i, f"{POINTER}{root}")
+        self.set(root, str(content) if version == root else f"{_VERSION}{version}.{content}")
+
+    def _link(self, tweet_id: int, root: int) -> list[Op]:
+        state = self.get(tweet_id)
+        if state is None:
+            self.set(tweet_id, f"{_POINTER}{root}")
+            return []
+        if state == DELETED:  # deleted before a version listing it arrived
+            self.set(tweet_id, f"{_DELETED_IN}{root}")
+            return [Op("kill", root)]
+        return [Op("kill", root)] if state[0] == _DELETED_IN else []
+
+    def _delete(self, tweet_id: int) -> list[Op]:
+        state = self.get(tweet_id)
+        if state is None:
+            self.set(tweet_id, DELETED)  # nothing counted yet: whatever comes later counts nothing
+        elif state == DELETED:
+            self.plan.result.duplicates += 1
+        elif state[0] == _DELETED_IN:  # a repeated delete: its chain's kill again, in case the
+            self.plan.result.duplicates += 1  # first attempt stopped before sending it
+            return [Op("kill", int(state[1:]))]
+        elif state[0] == _POINTER:
+            self.set(tweet_id, f"{_DELETED_IN}{state[1:]}")
+            return [Op("kill", int(state[1:]))]
+        else:
+            self._remove(tweet_id, state)
+        return []
+
+    def _kill(self, root: int) -> None:
+        state = self.get(root)
+        if _deleted(state):
+            return
+        if _counted(state, root) is None:
+            self.set(root, DELETED)
+        else:
+            self._remove(root, state)
+
+    def _remove(self, root: int, state: str) -> None:
+        """Subtract what a counted chain counts and mark it deleted."""
+        counted = _counted(state, root)
+        assert counted is not None
+        self._subtract(counted)
+        self.plan.result.deletes += 1
+        self.set(root, DELETED)
+
+    def _subtract(self, counted: VersionKey) -> None:
+        tweet = self.versions.get(counted)
+        if tweet is None:
+            self.plan.missing_versions.add(counted)
+            return
+        self.plan.count(*chain_members(tweet), -1, 0)
 
 
-def _remove_chain(plan: Plan, states: SeenStates, root: int, *, deleting: bool) -> None:
-    """Subtract what the chain counted, if anything, and mark it deleted. `deleting`: for a
-    delete event (else a version of a chain one of whose ids was deleted before it arrived)."""
-    state = _chain_state(states.get(root))
-    if state == DELETED:
-        plan.result.duplicates += 1
-        return
-    if state is not None:
-        plan.count(*decode(state, states.slot(root)[1]), -1, 0)
-        plan.result.deletes += 1
-    elif not deleting:
-        plan.result.duplicates += 1
-    states.set(root, DELETED)
+def _deleted(state: str | None) -> bool:
+    return state is not None and (state == DELETED or state[0] == _DELETED_IN)
 
 
-def _chain_state(state: str | None) -> str | None:
-    """A root's entry; a pointer there (an id listed as another chain's version, and now as a
-    root: inconsistent histories) is treated as no state."""
-    return None if pointed_root(state) is not None else state
+def _counted(state: str | None, root: int) -> VersionKey | None:
+    """(version, fingerprint) a root's state counts, else None (no state, or a pointer: an id
+    listed as another chain's version and now seen as a root, inconsistent histories, counts as
+    none)."""
+    if state is None or not state:
+        return None
+    if state[0].isdigit():
+        return root, int(state)
+    if state[0] == _VERSION:
+        version, _, content = state[1:].partition(".")
+        return int(version), int(content)
+    return None
 
 
-def _counted_version(contribution: str, root: int) -> int:
-    head = contribution[:contribution.find(_FIELD)] if _FIELD in contribution else contribution
-    _, sep, version = head.partition(_VERSION)
-    return int(version) if sep else root
+def fingerprint(minute: int, members: list[str]) -> int:
+    """12 bits of a content's hash: tells a copy from a re-fetch with other content (a stored
+    listpack integer of 2 bytes)."""
+    return zlib.crc32("\x1f".join((str(minute), *members)).encode()) & 0xFFF
 
 
 def seen_hour(tweet_id: int) -> int:
@@ -197,7 +266,7 @@ def seen_hour(tweet_id: int) -> int:
 
 def chain_members(tweet: Tweet) -> tuple[int, list[str]]:
     """The minute (of the chain's root) and the members (dimension letter + value) a version adds
-    to; with the minute they are the contribution a delete later subtracts exactly."""
+    to; a delete, or a newer version, later subtracts exactly these."""
     members = [f"l{tweet.lang}", f"k{tweet.kind}"]
     author = author_member(tweet)
     if author:
@@ -209,12 +278,3 @@ def chain_members(tweet: Tweet) -> tuple[int, list[str]]:
         elif values:
             members.extend(code + v for v in distinct_lowered(values))
     return bucket_start(tweet.chain_created_at.timestamp(), "m"), members
-
-
-def decode(contribution: str, hour: int) -> tuple[int, list[str]]:
-    """(minute, members) of a stored contribution: minutes after `hour`, then the members."""
-    head, *members = contribution.split(_FIELD)
-    if _ITEM in contribution:  # the layout before 2026-11-26: epoch minute, "dim<ITEM>value"
-        return int(head), [CODE[dim] + value for dim, value in
-                           (member.split(_ITEM, 1) for member in members)]
-    return hour + int(head.partition(_VERSION)[0]) * 60, members

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
+import yaml
 from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from tweetflow.settings import PROJECT_ROOT
@@ -82,3 +88,98 @@ def test_dagster_definitions_validate(tmp_path: Path) -> None:
         timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "All code locations passed validation" in result.stdout + result.stderr
+
+
+def _fresh_clone_env() -> dict[str, str]:
+    """What a new user's shell has: no DAGSTER_HOME, no TWEETFLOW_ or other project variable."""
+    return {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+
+
+def test_definitions_validate_from_the_root_without_any_variable() -> None:
+    """As workspace.yaml suggests, from a fresh clone's root: the instance comes from the root's
+    dagster.yaml through a temporary DAGSTER_HOME that Dagster makes itself."""
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"], cwd=PROJECT_ROOT,
+        env=_fresh_clone_env(), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "All code locations passed validation" in result.stdout + result.stderr
+    assert not list(PROJECT_ROOT.glob(".tmp_dagster_home_*")), "the temporary home was left"
+
+
+@pytest.mark.slow
+def test_dagster_dev_starts_from_the_root_with_the_backfill_safe_run_limits() -> None:
+    """`dagster dev -w workspace.yaml` without any variable serves the UI, and its instance
+    queues runs with the root dagster.yaml's limits (no two runs rewrite the marts at once)."""
+    from bench.harness import free_port
+
+    port = free_port()
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.Popen(
+        [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT, env=_fresh_clone_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        config = _run_queue_config(f"http://127.0.0.1:{port}", proc)
+    finally:
+        _stop(proc)
+    assert config == _root_run_limits()
+    assert {"key": "tweetflow/writes", "value": "marts", "limit": 1} in config["tagConcurrencyLimits"]
+    assert not list(PROJECT_ROOT.glob(".tmp_dagster_home_*")), "the temporary home was left"
+
+
+@pytest.mark.slow
+def test_tweetflow_ui_serves_with_the_same_run_limits(tmp_path: Path) -> None:
+    """`tweetflow ui` (DAGSTER_HOME in the data dir, a copy of the root dagster.yaml) still
+    starts and queues runs with the same limits."""
+    from bench.harness import free_port
+    from tweetflow.app.ui import DagsterUI
+    from tweetflow.settings import Settings
+
+    ui = DagsterUI(Settings(_env_file=None, TWEETFLOW_DATA_DIR=str(tmp_path)), port=free_port())
+    try:
+        ui.up()
+        config = _run_queue_config(ui.url)
+    finally:
+        ui.down()
+    assert config == _root_run_limits()
+    assert (ui.home / "history").is_dir(), "runs are stored in the data dir's Dagster home"
+
+
+def _root_run_limits() -> dict:
+    """The root dagster.yaml's run limits, as the webserver's runQueueConfig states them."""
+    runs = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]
+    return {"maxConcurrentRuns": runs["max_concurrent_runs"],
+            "tagConcurrencyLimits": runs["tag_concurrency_limits"]}
+
+
+def _run_queue_config(url: str, proc: subprocess.Popen[bytes] | None = None) -> dict:
+    """The instance's run queue settings, asked from the webserver once it answers."""
+    query = json.dumps({"query": "{ instance { runQueueConfig { maxConcurrentRuns "
+                                 "tagConcurrencyLimitsYaml } } }"}).encode()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"dagster dev exited {proc.returncode}:\n"
+                                 f"{proc.stdout.read().decode()[-4000:]}")  # type: ignore[union-attr]
+        try:
+            request = urllib.request.Request(f"{url}/graphql", data=query,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                config = json.load(response)["data"]["instance"]["runQueueConfig"]
+            return {"maxConcurrentRuns": config["maxConcurrentRuns"],
+                    "tagConcurrencyLimits": yaml.safe_load(config["tagConcurrencyLimitsYaml"])}
+        except OSError:
+            time.sleep(1)
+    raise AssertionError(f"the Dagster webserver at {url} did not answer within 240 s")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to dagster dev (it stops its webserver, daemon and code server and removes its
+    temporary home); its process group is killed only if it does not exit."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)

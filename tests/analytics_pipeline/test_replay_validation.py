@@ -1,9 +1,12 @@
 """replay_validation: a clean replay of the topic matches production; a duplicate slipped into
-ClickHouse behind the consumers' back fails it, with the differing rows in the metadata.
+ClickHouse behind the consumers' back fails it, and so do a row missing from production (data
+loss) and an extra one, each with the differing rows in the metadata.
 
 Production here is the real consumer (streaming.worker.Worker) reading a topic of synthetic
-messages into the test's database. The shadow load is streaming.shadow_replay.replay_into, the
-comparison analytics_pipeline.shadow_comparison.
+messages into the test's database. The shadow load is streaming.shadow_replay.replay_into (imported
+here, so that a replay path that cannot be imported fails this module rather than skipping it), the
+comparison analytics_pipeline.shadow_comparison. A missing row being caught also shows the shadow
+was re-consumed from Kafka: a copy of production's tables would lack the row too.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dagster import ExecuteInProcessResult
 from raw_rows import query, run_dbt
 
 from analytics_pipeline.replay_validation import replay_validation
+from streaming.shadow_replay import replay_into
 from tweetflow.clients import clickhouse_client
 from tweetflow.settings import Settings
 
@@ -50,6 +54,12 @@ def failure_metadata(result: ExecuteInProcessResult) -> dict[str, Any]:
             failure.step_failure_data.user_failure_data.metadata.items()}
 
 
+def step_metadata(result: ExecuteInProcessResult, step: str) -> dict[str, Any]:
+    """The output metadata a successful step reported."""
+    (output,) = [e for e in result.events_for_node(step) if e.is_successful_output]
+    return {k: v.value for k, v in output.step_output_data.metadata.items()}
+
+
 def shadow_databases(settings: Settings) -> list[tuple]:
     return query(settings, "SELECT name FROM system.databases WHERE name LIKE "
                            f"'{settings.clickhouse_database}_shadow_%'")
@@ -66,6 +76,10 @@ def test_replay_validation_passes_clean_and_fails_on_a_slipped_duplicate(
     assert clean.success
     output = clean.output_for_node("compare_with_production")
     assert output["comparable_days"] == ["2024-03-05", "2024-03-06"]
+    loaded = step_metadata(clean, "load_shadow")  # the consumer code replayed every message
+    assert loaded["replayed_by"] == f"{replay_into.__module__}.{replay_into.__qualname__}"
+    assert loaded["replayed_by"] == "streaming.shadow_replay.replay_into"
+    assert loaded["messages_applied"] == 200
     assert shadow_databases(test_settings) == []  # dropped after comparing
 
     # Behind the consumers' back: a second copy of a consumed Tweet, same Kafka coordinates,
@@ -105,3 +119,42 @@ def test_replay_validation_compares_only_days_fully_inside_the_range(
     assert result.success
     output = result.output_for_node("compare_with_production")
     assert "2024-03-06" not in output["comparable_days"]
+
+
+def _one_plain_tweet(client: Any) -> int:
+    """A Tweet with one row, never edited, never deleted: removing or copying it touches no other."""
+    return client.query(
+        "SELECT tweet_id FROM raw_tweets WHERE length(edit_history_tweet_ids) <= 1 AND tweet_id "
+        "NOT IN (SELECT tweet_id FROM tweet_deletes) GROUP BY tweet_id HAVING count() = 1 "
+        "ORDER BY tweet_id LIMIT 1").result_rows[0][0]
+
+
+def test_replay_validation_catches_a_row_missing_from_production_and_an_extra_one(
+        test_settings: Settings, resources: dict, tmp_path: Path) -> None:
+    produce_and_consume(test_settings, count=60)
+    client = clickhouse_client(test_settings)
+    try:
+        lost = _one_plain_tweet(client)
+        client.command("ALTER TABLE raw_tweets DELETE WHERE tweet_id = {id:UInt64} "
+                       "SETTINGS mutations_sync = 2", parameters={"id": lost})
+        source = _one_plain_tweet(client)
+        extra = int(client.query("SELECT max(tweet_id) + 1 FROM raw_tweets").result_rows[0][0])
+        # Under the Kafka coordinates of a consumed message: inside the replayed range. (The
+        # subquery: a WHERE beside REPLACE would see the replaced tweet_id.)
+        client.command(
+            "INSERT INTO raw_tweets SELECT * REPLACE ({new:UInt64} AS tweet_id, {new:UInt64} AS "
+            "chain_root_id, [{new:UInt64}] AS edit_history_tweet_ids) FROM (SELECT * FROM "
+            "raw_tweets WHERE tweet_id = {id:UInt64})", parameters={"new": extra, "id": source})
+    finally:
+        client.close()
+    run_dbt(test_settings, "run", work_dir=tmp_path)
+
+    result = validate(resources)
+    assert not result.success
+    metadata = failure_metadata(result)
+    for table in ("raw_tweets", "stg_tweets"):
+        assert metadata["tables"][table]["shadow_only"] == 1  # the lost row, only in the replay
+        assert metadata["tables"][table]["production_only"] == 1  # the extra row
+        rows = {r["side"]: r["tweet_id"] for r in metadata["differing_rows"][table]}
+        assert rows == {"shadow_only": lost, "production_only": extra}
+    assert shadow_databases(test_settings) == []

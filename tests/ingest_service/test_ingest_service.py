@@ -3,8 +3,6 @@ real local broker, and answers only once they are acknowledged; API keys, health
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,9 +15,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from server_support import running
 
 from ingest_service.client import publish
-from ingest_service.server import RunningServer, start
+from ingest_service.server import start
 from tweetflow import namespaces
 from tweetflow.settings import Settings
 from tweetflow.v1 import ingest_pb2_grpc
@@ -37,18 +36,8 @@ V1_TWEET = orjson.dumps({
 @pytest.fixture
 def address(test_settings: Settings) -> Iterator[str]:
     """The IngestService for `test_settings` on a free port, served from a background loop."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    running: RunningServer = asyncio.run_coroutine_threadsafe(
-        start(test_settings, 0, api_keys=(API_KEY,)), loop).result(30)
-    try:
-        yield f"127.0.0.1:{running.port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(running.stop(0.5), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with running(lambda: start(test_settings, 0, api_keys=(API_KEY,))) as server:
+        yield f"127.0.0.1:{server.port}"
 
 
 def _lines(name: str) -> list[bytes]:

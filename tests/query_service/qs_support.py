@@ -10,6 +10,8 @@ import asyncio
 import subprocess
 import tempfile
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +53,9 @@ def tweet(created_at: datetime, seq: int, *, author: str = "alice", author_id: i
 
 
 def write_events(settings: Settings, events: list[Event], *, hot: bool = True) -> None:
-    """Write events as the consumers do: raw rows to ClickHouse, hot aggregates to Redis."""
+    """Write events as the consumers do: raw rows to ClickHouse, hot aggregates to Redis, and
+    (as their watch over the hot tier does) start the hot tier's history."""
+    from streaming.healer import Healer
     from streaming.sinks.clickhouse import ClickHouseSink
     from streaming.sinks.hot_aggregates import HotAggregatesSink, PartitionBatch
 
@@ -63,6 +67,8 @@ def write_events(settings: Settings, events: list[Event], *, hot: bool = True) -
         batch = PartitionBatch(0, len(events) - 1, [(o, e) for _, o, e in located])
         hot_sink = HotAggregatesSink(settings)
         hot_sink.apply(batch, hot_sink.watermarks().get(0, -1))
+        hot_sink.close()
+        assert Healer(settings).run(retry=False), "the hot tier's history did not start"
 
 
 def build_marts(settings: Settings, *extra: str, select: tuple[str, ...] = MART_MODELS,
@@ -121,3 +127,20 @@ def at(epoch: int) -> datetime:
 
 
 METADATA = (("x-api-key", API_KEY),)
+
+
+def rfc3339(epoch: int) -> str:
+    return f"{at(epoch):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def post(url: str, method: str, body: bytes, *, key: str | None = API_KEY,
+         content_type: str = "application/json") -> tuple[int, dict[str, str], bytes]:
+    """A plain HTTP POST, as curl sends it: (status, headers, body)."""
+    headers = {"Content-Type": content_type, **({"x-api-key": key} if key else {})}
+    request = urllib.request.Request(f"{url}/tweetflow.v1.AnalyticsService/{method}", data=body,
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()

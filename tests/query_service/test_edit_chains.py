@@ -21,6 +21,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from qs_support import METADATA, at, build_marts, serving, snowflake
 
 from query_service.planner import HOUR
+from streaming.healer import Healer
 from streaming.parsing import parse_payload
 from streaming.sinks.clickhouse import ClickHouseSink
 from streaming.sinks.hot_aggregates import HotAggregatesSink, PartitionBatch
@@ -100,6 +101,7 @@ class Delivery:
     the partition's watermark to Redis."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.clickhouse, self.hot = ClickHouseSink(settings), HotAggregatesSink(settings)
         self.next_offset = [0] * PARTITIONS
         self.log: list[tuple[int, int, bytes]] = []
@@ -123,8 +125,10 @@ class Delivery:
                        expected)
 
     def close(self) -> None:
+        """Done delivering; the hot tier's history starts, as the consumers' watch does."""
         self.clickhouse.close()
         self.hot.close()
+        assert Healer(self.settings).run(retry=False), "the hot tier's history did not start"
 
 
 def _deliver(settings: Settings, now: int) -> None:

@@ -126,3 +126,38 @@ def test_top_authors_older_than_the_horizon_use_whole_days_then_raw() -> None:
 
 def test_an_empty_range_reads_nothing() -> None:
     assert plan(ENTITIES, t(2), t(2), now=NOW, hot_horizon_seconds=HORIZON).parts == ()
+
+
+# --- a hot tier that is complete only from some instant (Redis lost data and is healing) ---------
+
+
+def test_hot_range_before_the_hot_tier_is_complete_goes_to_clickhouse() -> None:
+    # the hot tier holds every Tweet from 10:20 on June 10: earlier hot-range hours come from the
+    # marts, the hour holding 10:20 too (the hot part starts on the next whole hour)
+    p = plan(ENTITIES, t(10, 8), t(10, 12), now=NOW, hot_horizon_seconds=HORIZON,
+             marts_through=FRESH, hot_complete_from=t(10, 10, 20))
+    assert p.source is Source.MIXED
+    assert p.parts == (Part(Source.MART, t(10, 8), t(10, 11), HOUR),
+                       Part(Source.HOT, t(10, 11), t(10, 12), HOUR))
+
+
+def test_a_range_wholly_before_the_hot_tier_is_complete_is_never_hot() -> None:
+    p = plan(VOLUME, t(10, 8, 30), t(10, 9, 45), now=NOW, hot_horizon_seconds=HORIZON,
+             marts_through=FRESH, hot_complete_from=t(10, 10))
+    assert Source.HOT not in {part.source for part in p.parts}
+    assert p.parts[0].start == t(10, 8, 30) and p.parts[-1].end == t(10, 9, 45)
+
+
+def test_a_hot_tier_complete_from_before_the_horizon_changes_nothing() -> None:
+    kwargs = {"now": NOW, "hot_horizon_seconds": HORIZON, "marts_through": FRESH}
+    for capability, start, end in ((ENTITIES, t(7, 3), NOW), (VOLUME, t(10, 9, 45), t(10, 11))):
+        assert (plan(capability, start, end, hot_complete_from=BOUNDARY - 7 * HOUR, **kwargs)
+                == plan(capability, start, end, **kwargs))
+
+
+def test_a_hot_tier_complete_from_nowhere_answers_all_from_clickhouse() -> None:
+    p = plan(ENTITIES, t(10, 9, 45), NOW, now=NOW, hot_horizon_seconds=HORIZON,
+             marts_through=FRESH, hot_complete_from=None)
+    assert p.parts and Source.HOT not in {part.source for part in p.parts}
+    assert p == plan(ENTITIES, t(10, 9, 45), NOW, now=NOW, hot_horizon_seconds=HORIZON,
+                     marts_through=FRESH, hot_available=False)

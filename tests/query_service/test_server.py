@@ -72,13 +72,13 @@ def _wait_serving(address: str, timeout: float = 60) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_stops_every_process_gracefully(test_settings: Settings, processes: int) -> None:
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port, http_port = _free_port(), _free_port(), _free_port()
     env = {**os.environ, "TWEETFLOW_API_KEYS": API_KEY,
            "TWEETFLOW_CLICKHOUSE_DATABASE": test_settings.clickhouse_database,
            "TWEETFLOW_REDIS_PREFIX": test_settings.redis_prefix}
     server = subprocess.Popen(
         [sys.executable, "-m", "query_service.server", "--port", str(port), "--metrics-port",
-         str(metrics_port), "--processes", str(processes)],
+         str(metrics_port), "--processes", str(processes), "--http-port", str(http_port)],
         cwd=PROJECT_ROOT, env=env, start_new_session=True)
     try:
         _wait_serving(f"127.0.0.1:{port}")
@@ -88,6 +88,8 @@ def test_sigterm_stops_every_process_gracefully(test_settings: Settings, process
             reply = stub.TopMentions(pb.TopMentionsRequest(start=start), metadata=METADATA,
                                      timeout=10)
             assert reply.source == pb.ANSWER_SOURCE_HOT
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=10) as alive:
+            assert alive.status == 200  # Connect and the page are served by the same processes
         ok_hot = 'tweetflow_query_requests_total{code="OK",method="TopMentions",path="hot"} 1.0'
         _wait_metrics(range(metrics_port, metrics_port + processes), ok_hot)
         server.send_signal(signal.SIGTERM)

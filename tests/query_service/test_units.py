@@ -175,3 +175,43 @@ def test_cli_parses_questions_into_requests() -> None:
     args = cli.build_parser().parse_args(["trending", "--window", "15m"])
     method, request = cli.request_for(args)
     assert (method, request.window.seconds) == ("TrendingHashtags", 900)
+
+
+def test_a_connect_body_in_several_messages_is_read_whole_and_handed_on_in_order() -> None:
+    from query_service.connect_app import _read_body, _replay
+
+    sent = [{"type": "http.request", "body": b'{"win', "more_body": True},
+            {"type": "http.request", "body": b'dow":"60s"}', "more_body": False},
+            {"type": "http.disconnect"}]
+
+    async def run() -> tuple[list[dict], list[dict]]:
+        source = iter(sent)
+
+        async def receive() -> dict:
+            return next(source)
+
+        read = await _read_body(receive)
+        again = _replay(read, receive)
+        return read, [await again() for _ in range(3)]
+
+    read, replayed = asyncio.run(run())
+    assert b"".join(m["body"] for m in read) == b'{"window":"60s"}'
+    assert replayed == sent  # connectrpc, on a miss, reads exactly what the client sent
+
+
+def test_json_requests_map_to_the_binary_cache_key_and_answers_to_canonical_json() -> None:
+    from query_service.errors import QueryError, Status
+    from query_service.json_answers import to_json, wire_from_json
+
+    binary = pb.TrendingHashtagsRequest(window=Duration(seconds=3600), limit=5)
+    assert wire_from_json("TrendingHashtags", b'{"limit": 5, "window": "3600s", "x": 1}') == (
+        binary.SerializeToString(deterministic=True))  # unknown fields ignored, as Connect does
+    assert wire_from_json("TrendingHashtags", b"") == b""  # an empty body is `{}`
+    with pytest.raises(QueryError) as err:
+        wire_from_json("TrendingHashtags", b'{"window": 3600}')
+    assert err.value.status is Status.INVALID_ARGUMENT
+    answer = pb.TopMentionsResponse(source=pb.ANSWER_SOURCE_CACHE,
+                                    as_of=Timestamp(seconds=1_700_000_000, nanos=5_000_000))
+    answer.entities.add(entity="bob", count=2**63)
+    assert to_json(answer) == (b'{"source":"ANSWER_SOURCE_CACHE","asOf":"2023-11-14T22:13:20.005Z",'
+                               b'"entities":[{"entity":"bob","count":"9223372036854775808"}]}')

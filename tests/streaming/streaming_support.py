@@ -39,6 +39,7 @@ from streaming.offsets import KafkaRecord, committed_offsets, group_lag, read_to
 from streaming.parsing import InvalidPayload, parse_payload
 from streaming.pipeline import BatchResult
 from streaming.producer import TweetProducer
+from streaming.stopper import Stopper
 from streaming.synthetic import generate
 from streaming.worker import Worker, WorkerOptions
 from tweetflow.clients import redis_client
@@ -155,6 +156,20 @@ class BackgroundProducer:
 # --- reading topics back -----------------------------------------------------------------------
 # Through streaming.offsets (read_topic, committed_offsets, group_lag): test_offsets pins that API
 # against offsets committed with a plain consumer and counts published, so it can serve as an oracle.
+
+
+def store_raw(settings: Settings, records: Sequence[KafkaRecord]) -> None:
+    """Write the records' events to ClickHouse, as the pipeline does before Redis counts them
+    (the hot tier reads a counted Tweet's entities back from there to subtract them): for tests
+    that drive the hot sink directly."""
+    from streaming.sinks import ClickHouseSink
+
+    sink = ClickHouseSink(settings)
+    try:
+        sink.write([(r.partition, r.offset, e) for r in records if r.value is not None
+                    for e in parse_payload(r.value)])
+    finally:
+        sink.close()
 
 
 def high_watermarks(settings: Settings, topic: str | None = None) -> dict[int, int]:
@@ -405,14 +420,22 @@ def assert_committed_everything(settings: Settings, url: str | None = None) -> N
 # --- workers -----------------------------------------------------------------------------------
 
 
-def run_worker(settings: Settings, idle_exit_s: float = 1.5, **options: Any) -> BatchResult:
-    """One worker in this process until idle; the signal handlers it installs are restored."""
+def run_worker(settings: Settings, idle_exit_s: float = 1.5, *, stall_after: int | None = None,
+               **options: Any) -> BatchResult:
+    """One worker in this process until idle; the signal handlers it installs are restored.
+    With `stall_after`, a batch retried that many times stops the worker and fails the test."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    worker = Worker(settings, WorkerOptions(idle_exit_s=idle_exit_s, **options))
+    guard = None
+    if stall_after is not None:
+        guard = worker.stopper = worker.processor.stopper = StopAfter(stall_after)
     try:
-        return Worker(settings, WorkerOptions(idle_exit_s=idle_exit_s, **options)).run()
+        totals = worker.run()
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
+    assert guard is None or not guard.stopped, f"a batch was retried {guard.waits} times: it stalled"
+    return totals
 
 
 def drain(settings: Settings, attempts: int = 4, **options: Any) -> BatchResult:
@@ -559,7 +582,7 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
 # --- private servers a test may stop -------------------------------------------------------------
 # Not the bench's PrivateStack (bench/private_stack.py, the product's `Stack` on free ports), on
 # purpose: these tests need Redis to fsync every write (`appendfsync always`: a restart must keep
-# every acknowledged watermark) and a ClickHouse endpoint they can SIGKILL as a crash would, each
+# every acknowledged watermark) and a ClickHouse endpoint they can stop under load, each
 # as a ChildProcess they restart at will; the bench restarts what users run.
 
 
@@ -627,6 +650,26 @@ class PrivateClickHouse(ChildProcess):
         return self
 
     def stop(self) -> None:
-        """Stop as a crash would: SIGKILL. (Why not SIGTERM: under concurrent inserts the endpoint
-        sometimes dies with SIGSEGV in chDB's shutdown, which is not what these tests are about.)"""
-        self.kill()
+        """SIGTERM, as `tweetflow stack down` stops it: running inserts finish or are answered
+        with an error, and the process exits 0 (tests/tweetflow/test_embedded_clickhouse_shutdown.py)."""
+        self.signal(signal.SIGTERM)
+        assert self.wait(60) == 0, self.log()
+
+
+# --- stalls --------------------------------------------------------------------------------------
+
+
+class StopAfter(Stopper):
+    """A worker's or processor's stopper that asks to stop at its n-th back-off, without sleeping:
+    a batch retried that often is stalled (the tests that expect a stall, and those that must
+    not see one, both use it instead of a timeout)."""
+
+    def __init__(self, backoffs: int = 3) -> None:
+        super().__init__()
+        self.backoffs, self.waits = backoffs, 0
+
+    def wait(self, seconds: float) -> bool:
+        self.waits += 1
+        if self.waits >= self.backoffs:
+            self.stop()
+        return self.stopped

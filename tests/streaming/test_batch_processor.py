@@ -3,9 +3,7 @@ loop backs off on the worker's Stopper and gives up as soon as it is stopped."""
 
 from __future__ import annotations
 
-import threading
-import time
-from itertools import pairwise
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,53 +26,102 @@ def test_batch_results_add_every_count_and_keep_the_later_offsets() -> None:
     assert a.next_offsets == {0: 10, 1: 4}, "the operands are left as they were"
 
 
-def test_stopper_wait_sleeps_until_stopped() -> None:
+class FakeTime:
+    """`time` as streaming.stopper sees it: a clock that moves only when slept on."""
+
+    def __init__(self, on_sleep: Callable[[int], None] = lambda n: None) -> None:
+        self.now, self.sleeps, self._on_sleep = 0.0, [], on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 9))
+        self.now += seconds
+        self._on_sleep(len(self.sleeps))
+
+
+def test_stopper_wait_sleeps_its_time_in_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeTime()
+    monkeypatch.setattr("streaming.stopper.time", clock)
+    assert Stopper().wait(0.25) is False
+    assert clock.sleeps == [0.1, 0.1, 0.05]
+
+
+def test_stopper_wait_ends_at_the_poll_after_the_stop(monkeypatch: pytest.MonkeyPatch) -> None:
     stopper = Stopper()
-    began = time.monotonic()
-    assert stopper.wait(0.15) is False
-    assert time.monotonic() - began >= 0.15
-    threading.Timer(0.1, stopper.stop).start()
-    began = time.monotonic()
+    clock = FakeTime(on_sleep=lambda n: n == 2 and stopper.stop())
+    monkeypatch.setattr("streaming.stopper.time", clock)
     assert stopper.wait(10) is True
-    assert time.monotonic() - began < 1
-    assert stopper.stopped and stopper.wait(10) is True
+    assert clock.sleeps == [0.1, 0.1]  # not the 10 s asked for
+    assert stopper.stopped and stopper.wait(10) is True and clock.sleeps == [0.1, 0.1]
+
+
+class RecordingStopper(Stopper):
+    """Records the back-offs the processor asks for instead of sleeping them; stops during the
+    `stop_at`-th one, as a SIGTERM arriving then would."""
+
+    def __init__(self, stop_at: int = 0) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+        self._stop_at = stop_at
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        if len(self.waits) == self._stop_at:
+            self.stop()
+        return self.stopped
 
 
 @pytest.fixture
-def stopper_and_processor():
-    stopper = Stopper()
-    processor = BatchProcessor(Settings(), stopper=stopper)
-    yield stopper, processor
+def processor() -> Iterator[BatchProcessor]:
+    processor = BatchProcessor(Settings(), stopper=RecordingStopper(stop_at=2))
+    yield processor
     processor.close()
 
 
-def test_retry_backs_off_then_succeeds(stopper_and_processor) -> None:
-    _, processor = stopper_and_processor
-    calls: list[float] = []
+def test_retry_backs_off_exponentially_then_succeeds() -> None:
+    stopper = RecordingStopper()
+    processor = BatchProcessor(Settings(), stopper=stopper)
+    tries: list[int] = []
 
     def flaky() -> str:
-        calls.append(time.monotonic())
-        if len(calls) < 3:
+        tries.append(len(stopper.waits))
+        if len(tries) < 7:
             raise ConnectionError("down")
         return "stored"
 
-    assert processor._retry("redis", flaky) == "stored"
-    gaps = [b - a for a, b in pairwise(calls)]
-    assert 0.19 <= gaps[0] < gaps[1] and gaps[1] >= 0.39, gaps  # 0.2 s, then twice as long
+    try:
+        assert processor._retry("redis", flaky) == "stored"
+    finally:
+        processor.close()
+    assert stopper.waits == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4]  # doubling from 0.2 s ...
+    assert tries == [0, 1, 2, 3, 4, 5, 6]  # ... each try after the back-off before it
+
+
+def test_retry_backs_off_at_most_10_seconds() -> None:
+    stopper = RecordingStopper(stop_at=9)
+    processor = BatchProcessor(Settings(), stopper=stopper)
+
+    def down() -> None:
+        raise ConnectionError("down")
+
+    try:
+        with pytest.raises(ConnectionError):
+            processor._retry("redis", down)
+    finally:
+        processor.close()
+    assert stopper.waits == [0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10.0, 10.0, 10.0]
 
 
 def test_retry_raises_the_sink_error_once_stopped_during_the_back_off(
-        stopper_and_processor) -> None:
-    stopper, processor = stopper_and_processor
-    calls: list[float] = []
+        processor: BatchProcessor) -> None:
+    calls: list[int] = []
 
     def down() -> None:
-        calls.append(time.monotonic())
+        calls.append(1)
         raise ConnectionError("down")
 
-    threading.Timer(0.3, stopper.stop).start()  # during the second back-off (0.4 s)
-    began = time.monotonic()
     with pytest.raises(ConnectionError):
         processor._retry("redis", down)
     assert len(calls) == 2, "the back-off ended when stopped, without another try"
-    assert time.monotonic() - began < 1.5

@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client import REGISTRY
-from streaming_support import ch_rows
+from streaming_support import StopAfter, ch_rows
 
 from streaming.pipeline import BatchProcessor, Record
 from streaming.sinks.clickhouse import ClickHouseSink, RowsNotStored
-from streaming.stopper import Stopper
 from tweetflow.clients import clickhouse_client
 from tweetflow.model import Event, Tweet
 from tweetflow.schema import RAW_TWEETS
@@ -100,7 +99,7 @@ def test_the_worker_commits_nothing_past_rows_that_are_not_stored(test_settings:
     """The processor retries the batch (never returning offsets to commit) until told to stop."""
     _null_raw_tweets(test_settings)
     records = [Record(0, i, str(1_000 + i).encode(), _payload(1_000 + i)) for i in range(20)]
-    stopper = _StopAfter(tries=3)
+    stopper = StopAfter(backoffs=3)
     processor = BatchProcessor(test_settings, stopper=stopper)
     try:
         with pytest.raises(RowsNotStored):
@@ -109,20 +108,6 @@ def test_the_worker_commits_nothing_past_rows_that_are_not_stored(test_settings:
         processor.close()
     assert stopper.waits == 3
     assert processor.hot.watermarks() == {}  # the hot store did not move either
-
-
-class _StopAfter(Stopper):
-    """A stopper that asks to stop at the n-th back-off, without sleeping."""
-
-    def __init__(self, tries: int) -> None:
-        super().__init__()
-        self.tries, self.waits = tries, 0
-
-    def wait(self, seconds: float) -> bool:
-        self.waits += 1
-        if self.waits == self.tries:
-            self.stop()
-        return self.stopped
 
 
 def _payload(tweet_id: int) -> bytes:

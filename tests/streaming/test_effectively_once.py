@@ -40,6 +40,7 @@ from streaming_support import (
     read_hot,
     read_topic,
     redis_snapshot,
+    store_raw,
     synthetic,
     total_lag,
     wait_for,
@@ -51,6 +52,7 @@ from streaming.parsing import parse_payload
 from streaming.sinks import HotAggregatesSink, PartitionBatch
 from tweetflow.app import cli
 from tweetflow.clients import ensure_topics, kafka_admin
+from tweetflow.hot_keys import watermark_key
 from tweetflow.schema import ensure_schema
 from tweetflow.settings import Settings
 
@@ -142,7 +144,7 @@ def test_replay_to_a_time_rereads_only_the_tail_and_changes_nothing(test_setting
                    for p, high in highs.items()}
 
     with cli_env(s):
-        assert cli.main(["replay", "--to", cut.isoformat()]) == 0
+        assert cli.main(["replay", "--to", cut.isoformat(), "--execute"]) == 0
 
     assert committed_offsets(s) == first_after
     totals = drain(s)
@@ -167,7 +169,7 @@ def test_every_message_published_twice_counts_once(test_settings: Settings) -> N
     assert_hot_matches(s, exp)
     assert_clickhouse_matches(s, exp)
     assert_dead_letters(s, exp)  # both copies of a malformed message, each once
-    wm_key = f"{s.redis_prefix}:wm:{s.topic_raw}".encode()
+    wm_key = watermark_key(s.redis_prefix, s.topic_raw).encode()
     before = {k: v for k, v in redis_snapshot(s).items() if k != wm_key}
 
     # the whole stream a third time, in later batches: only the per-id `seen` state catches it
@@ -330,11 +332,12 @@ def test_a_writer_racing_between_plan_and_apply_is_caught(test_settings: Setting
     # other Tweets on two partitions at once (as producers with different partitioners would do)
     fresh = with_duplicates(synthetic(703, 200), 0.1, seed=14)
     third, other = _records(fresh[50:150], partition=1), _records(fresh, partition=2)
+    store_raw(s, records + other)
     live = HotAggregatesSink(s)
 
     def zombie_racing(competing) -> HotAggregatesSink:
         zombie = HotAggregatesSink(s)
-        original, fired = zombie._lookup, []
+        original, fired = zombie.shard[0].lookup, []
 
         def lookup_then_compete(ids):
             found = original(ids)
@@ -343,7 +346,7 @@ def test_a_writer_racing_between_plan_and_apply_is_caught(test_settings: Setting
                 competing()
             return found
 
-        zombie._lookup = lookup_then_compete  # type: ignore[method-assign]
+        zombie.shard[0].lookup = lookup_then_compete  # type: ignore[method-assign]
         return zombie
 
     # same partition: the live worker applies offsets 0..199 while the zombie plans 0..399

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from streaming.sinks import ClickHouseSink
 from streaming.sinks.hot_aggregates import HotAggregatesSink, PartitionBatch
 from tweetflow.clients import redis_client
 from tweetflow.hot_keys import bucket_start, dimension_key, tweets_key
@@ -30,10 +31,11 @@ def _version(ms: int, hashtags: tuple[str, ...], chain: tuple[int, ...] = ()) ->
 def _race(settings: Settings, first: list[Event], second: list[list[Event]]) -> int:
     """Apply `first` on partition 1, with each batch of `second` (partitions 2, 3, ...) applied by
     another worker between its plan and its script; the first worker's retries."""
+    _store(settings, [*first, *(e for batch in second for e in batch)])
     racing, other = HotAggregatesSink(settings), HotAggregatesSink(settings)
-    lookup, pending = racing._lookup, list(second)
+    lookup, pending = racing.shard[0].lookup, list(second)
 
-    def lookup_then_race(ids: list[int]) -> dict[int, str]:
+    def lookup_then_race(ids: set[int]) -> dict[int, str | None]:
         found = lookup(ids)
         while pending:
             batch = pending.pop(0)
@@ -41,12 +43,21 @@ def _race(settings: Settings, first: list[Event], second: list[list[Event]]) -> 
             other.apply(PartitionBatch(partition, 0, [(0, e) for e in batch]), -1)
         return found
 
-    racing._lookup = lookup_then_race  # type: ignore[method-assign]
+    racing.shard[0].lookup = lookup_then_race  # type: ignore[method-assign]
     try:
         return racing.apply(PartitionBatch(1, len(first) - 1, list(enumerate(first))), -1).retries
     finally:
         racing.close()
         other.close()
+
+
+def _store(settings: Settings, events: list[Event]) -> None:
+    """The versions' rows in ClickHouse, as the pipeline writes them before Redis counts them."""
+    sink = ClickHouseSink(settings)
+    try:
+        sink.write([(0, i, e) for i, e in enumerate(events)])
+    finally:
+        sink.close()
 
 
 def _hourly(settings: Settings, hour: int) -> tuple[int, dict[str, float]]:

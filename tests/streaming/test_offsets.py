@@ -4,6 +4,7 @@ timestamps read back from the topic)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -56,6 +57,39 @@ def test_lag_command_prints_each_partition(test_settings: Settings,
     assert total == 0
 
 
+def test_lag_json_is_the_group_lag(test_settings: Settings,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    s = test_settings
+    produce(s, synthetic(1003, 90, delete_fraction=0))
+    with cli_env(s):
+        assert cli.main(["lag", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == {
+        "group": s.consumer_group, "topic": s.topic_raw, "total": 90,
+        "partitions": [{"partition": r.partition, "committed": r.committed, "low": r.low,
+                        "high": r.high, "lag": r.lag} for r in group_lag(s)]}
+
+
+def test_replay_prints_the_plan_and_moves_only_with_execute(
+        test_settings: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    s = test_settings
+    produce(s, synthetic(1004, 120, delete_fraction=0))
+    drain(s)
+    highs = high_watermarks(s)
+    assert committed_offsets(s) == highs
+    with cli_env(s):
+        assert cli.main(["replay", "--to", "earliest"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["partition", "committed", "new"]
+    assert {int(p): (int(c), int(n)) for p, c, n in map(str.split, out[1:1 + len(highs)])} == {
+        p: (h, 0) for p, h in highs.items()}
+    assert "--execute" in out[-1]
+    assert committed_offsets(s) == highs  # nothing moved
+    with cli_env(s):
+        assert cli.main(["replay", "--to", "earliest", "--execute"]) == 0
+    assert committed_offsets(s) == {p: 0 for p in highs}
+
+
 def test_group_lag_agrees_with_the_broker(test_settings: Settings) -> None:
     s = test_settings
     produce(s, synthetic(1002, 200, delete_fraction=0))
@@ -105,7 +139,7 @@ def test_replay_to_moves_offsets_to_the_first_message_at_or_after_the_time(
     assert first_at_or_after(cuts[0]) != first_at_or_after(cuts[1])
     for to, want in cases:
         with cli_env(s):
-            assert cli.main(["replay", "--to", to]) == 0
+            assert cli.main(["replay", "--to", to, "--execute"]) == 0
         assert committed_offsets(s) == want, to
 
 
@@ -120,7 +154,7 @@ def test_replay_refuses_while_the_group_has_a_member(test_settings: Settings,
         member.subscribe([s.topic_raw])
         wait_for(lambda: member.poll(0.2) is None and member.assignment(), 30, "an assignment")
         with cli_env(s):
-            assert cli.main(["replay", "--to", "earliest"]) == 1
+            assert cli.main(["replay", "--to", "earliest", "--execute"]) == 1
         assert "stop the consumers" in capsys.readouterr().out
     finally:
         member.close()

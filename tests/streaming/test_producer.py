@@ -7,17 +7,21 @@ import gzip
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from streaming.lookahead import Lookahead, ahead_needed
 from streaming.producer import (
     BurstSpec,
+    Message,
     RunPlan,
     TokenBucket,
     TweetProducer,
     file_messages,
+    keyed,
     run_plan,
 )
 from streaming.synthetic import SyntheticSource
@@ -62,6 +66,16 @@ def test_token_bucket_holds_the_rate() -> None:
     assert clock.now - start == pytest.approx(1.0, rel=0.05)
 
 
+def test_token_bucket_holds_the_rate_when_its_sleep_returns_early() -> None:
+    """The bucket sleeps in the producer's poll, which returns as soon as a delivery callback
+    comes: a sleep cut short must not let the next calls out ahead of the rate."""
+    clock = FakeClock()
+    bucket = TokenBucket(1000.0, clock=clock, sleep=lambda s: clock.sleep(s / 4))
+    for _ in range(5000):
+        bucket.take()
+    assert clock.now == pytest.approx(5.0, rel=0.01)
+
+
 def test_token_bucket_zero_rate_never_waits() -> None:
     clock = FakeClock()
     bucket = TokenBucket(0.0, clock=clock, sleep=clock.sleep)
@@ -80,6 +94,70 @@ def test_burst_spec_and_window() -> None:
                    burst=BurstSpec(5000, 2)).burst_window() == (4.0, 6.0)
     assert RunPlan(duration=1, burst=BurstSpec(5000, 2)).burst_window() == (0.0, 2.0)
     assert RunPlan(duration=10).burst_window() is None
+
+
+def test_token_bucket_holds_the_rate_in_chunks() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(100_000.0, clock=clock, sleep=clock.sleep)
+    for _ in range(5000):
+        bucket.take(100)  # 500,000 calls
+    assert clock.now == pytest.approx(5.0, rel=0.01)
+
+
+RECORD = RunPlan(rate=2000, duration=30, burst=BurstSpec(143_199, 10))
+
+
+def test_plan_phases_and_when_each_original_goes_out() -> None:
+    assert RECORD.phases() == [(0.0, 10.0, 2000), (10.0, 20.0, 143_199), (20.0, 30.0, 2000)]
+    assert RunPlan(rate=5, duration=None).phases() == [(0.0, float("inf"), 5)]
+    assert RECORD.offset_of(0) == 0.0
+    assert RECORD.offset_of(19_999) == pytest.approx(9.9995)
+    assert RECORD.offset_of(20_000) == 10.0
+    assert RECORD.offset_of(20_000 + 143_199 * 5) == pytest.approx(15.0)
+    assert RECORD.offset_of(20_000 + 1_431_990) == 20.0
+    assert RECORD.offset_of(20_000 + 1_431_990 + 20_000) is None  # after the run
+    assert RunPlan(rate=0, duration=10).offset_of(0) is None  # unpaced
+    assert RunPlan(rate=10, duration=None, count=100).offset_of(99) == pytest.approx(9.9)
+    assert RECORD.planned_originals() == 40_000 + 1_431_990
+    assert RunPlan(rate=10, duration=None, count=100).planned_originals() == 100
+    assert RunPlan(rate=0, duration=10).planned_originals() == float("inf")
+
+
+def test_a_plan_shared_by_processes_adds_up_to_the_plan() -> None:
+    plan = RunPlan(rate=3000, duration=None, count=10_001, burst=BurstSpec(30_000, 1), seed=7)
+    shares = [plan.share(i, 3) for i in range(3)]
+    assert [s.count for s in shares] == [3334, 3334, 3333]
+    assert all(s.rate == 1000 and s.burst == BurstSpec(10_000, 1) for s in shares)
+    assert {s.burst_window() for s in shares} == {plan.burst_window()}
+    assert [s.seed for s in shares] == [7, 8, 9]
+    assert sum(s.offset_of(0) == 0.0 for s in shares) == 3
+
+
+def test_lookahead_hands_out_made_messages_then_makes_more() -> None:
+    made = iter(range(10))
+    ahead = Lookahead(((b"k", b"v", i) for i in made), limit=4)
+    assert ahead.fill(100) == 4 and len(ahead) == 4 and ahead.made_ahead == 4
+    assert [m[2] for m in ahead.take(3)] == [0, 1, 2]
+    assert [m[2] for m in ahead.take(3)] == [3, 4, 5]  # one from the buffer, two on the fly
+    polls: list[float] = []
+    ahead.fill_for(0.02, polls.append, wanted=1)  # up to what the rest of the run needs
+    assert len(ahead) == 1 and polls  # and delivery callbacks were served meanwhile
+    ahead.fill_for(0.05, polls.append)  # fills to the limit, then waits in poll
+    assert len(ahead) == 4
+    assert [m[2] for m in ahead.take(10)] == [6, 7, 8, 9] and ahead.exhausted
+    assert ahead.take(1) == [] and list(ahead) == []
+
+
+def test_ahead_is_what_the_plan_needs_faster_than_messages_can_be_made() -> None:
+    # by the burst's end 20,000 + 1,431,990 are due; 25,000/s (half of 50,000) made meanwhile
+    assert ahead_needed(RECORD, 50_000, 10**7) == 1_451_990 - 25_000 * 20
+    assert ahead_needed(RECORD, 50_000, 500_000) == 500_000  # the memory limit
+    assert ahead_needed(RunPlan(rate=1000, duration=3600), 50_000, 10**7) == 0
+    assert ahead_needed(RunPlan(rate=0, duration=None, count=70_000), 50_000, 10**7) == 70_000
+    assert ahead_needed(RunPlan(rate=0, duration=10), 50_000, 10**6) == 10**6
+    assert ahead_needed(RunPlan(rate=90_000, duration=None), 50_000, 10**6) == 10**6
+    assert ahead_needed(RunPlan(rate=90_000, duration=None, count=900_000), 50_000,
+                        10**7) == 900_000 - 25_000 * 10
 
 
 def _v2_lines() -> list[bytes]:
@@ -101,6 +179,42 @@ def test_file_messages_keys_by_tweet_id(tmp_path: Path, suffix: str) -> None:
             assert key is None and tid == 0
         else:
             assert key == _key_of(value) and tid == int(_key_of(value))
+
+
+def _payloads_of_every_shape() -> list[bytes]:
+    """Synthetic v2 messages (retweets, replies, quotes, deletes), the test data, a v2 lookup
+    list, v1.1 and Jetstream payloads, and every malformed case of the parser's tests."""
+    from jetstream_server import history
+    from parsing_support import MALFORMED, VALID_DOCS, to_bytes, v1_doc
+
+    source = iter(SyntheticSource(8))
+    synthetic = [next(source)[1] for _ in range(3000)]
+    lookup = to_bytes({"data": [orjson.loads(v)["data"] for v in _v2_lines()[:2]]})
+    jetstream = [orjson.dumps(e) for e in history(3, 1_700_000_000_000_000, 20)]
+    return [*synthetic, *_v2_lines(), lookup, to_bytes(v1_doc()), *jetstream,
+            *(to_bytes(d) for d in VALID_DOCS), *(raw for _, raw, _, _ in MALFORMED)]
+
+
+def test_keys_are_the_ids_the_parser_finds_read_without_parsing() -> None:
+    from streaming.parsing import InvalidPayload, parse_payload
+    from streaming.parsing.keys import message_id
+
+    payloads = _payloads_of_every_shape()
+    fast = 0
+    for raw in payloads:
+        try:
+            expected: int | None = parse_payload(raw)[0].tweet_id
+        except InvalidPayload:
+            expected = None
+        key, value, tid = keyed(raw)
+        if expected is not None:  # a payload the parser rejects may go keyed or not
+            assert (key, tid) == (str(expected).encode(), expected), raw[:200]
+            cheap = message_id(raw)
+            assert cheap in (None, expected), raw[:200]
+            fast += cheap is not None
+        assert value is raw
+    synthetic = 3000
+    assert fast >= synthetic  # every v2 stream message takes the cheap path
 
 
 # --- against the local broker ------------------------------------------------------------------
@@ -158,10 +272,25 @@ def _read_all(settings: Settings, topic: str, expected: int, timeout: float = 60
     return out
 
 
-def test_produces_n_plus_duplicates_keyed_and_partitioned(test_settings: Settings) -> None:
+def _messages(seed: int, bulk: bool, made: list[bytes] | None = None) -> Iterator[Message]:
+    """A synthetic stream, taken one message at a time or in chunks from a half-filled
+    lookahead buffer (`run_plan`'s two ways); each message made is appended to `made`."""
+    source: Iterator[Message] = iter(SyntheticSource(seed))
+    if made is not None:
+        source = _recorded(source, made)
+    if not bulk:
+        return source
+    ahead = Lookahead(source, limit=2000)
+    ahead.fill(1000)
+    return ahead
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one by one", "chunks"])
+def test_produces_n_plus_duplicates_keyed_and_partitioned(test_settings: Settings,
+                                                          bulk: bool) -> None:
     topic, n = test_settings.topic_raw, 3000
     producer = TweetProducer(test_settings, topic)
-    result = run_plan(producer, iter(SyntheticSource(11)),
+    result = run_plan(producer, _messages(11, bulk),
                       RunPlan(rate=0, duration=None, count=n, duplicates=0.1, seed=11,
                               duplicate_delay=(0.0, 0.2)))
     assert result.ok and result.sent == n
@@ -182,18 +311,38 @@ def test_produces_n_plus_duplicates_keyed_and_partitioned(test_settings: Setting
     assert len({p for ps in partitions.values() for p in ps}) == test_settings.topic_partitions
 
 
-def test_rate_and_burst_are_honoured(test_settings: Settings) -> None:
+def _recorded(source: Iterator[Message], made: list[bytes]) -> Iterator[Message]:
+    for message in source:
+        made.append(message[1])
+        yield message
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one by one", "chunks"])
+def test_a_paced_run_with_a_burst_sends_the_plan_in_order(test_settings: Settings,
+                                                          bulk: bool) -> None:
+    """What a run must do whatever the machine's load: send exactly its count, in the source's
+    order (per partition), and report the burst at the plan's window from the run's start.
+    The pace itself is the token bucket's and the plan's (unit tests above, on a fake clock):
+    a wall-clock check here would fail on a loaded machine, not on wrong pacing."""
     producer = TweetProducer(test_settings, test_settings.topic_raw)
     spans: list[tuple[int, int]] = []
-    t0 = time.time() * 1000
-    result = run_plan(producer, iter(SyntheticSource(3)),
-                      RunPlan(rate=400, duration=2.0, burst=BurstSpec(2000, 0.5)),
+    plan = RunPlan(rate=400, duration=None, count=1600, burst=BurstSpec(2000, 0.5))
+    assert plan.burst_window() == (1.75, 2.25)  # centred on count / rate = 4 s
+    made: list[bytes] = []
+    result = run_plan(producer, _messages(3, bulk, made), plan,
                       on_burst=lambda a, b: spans.append((a, b)))
-    assert result.ok
-    (start, end), = spans
-    assert start - t0 == pytest.approx(750, abs=150) and end - start == pytest.approx(500, abs=5)
-    expected = 400 * 1.5 + 2000 * 0.5  # 1600
-    assert 0.75 * expected < result.sent < 1.15 * expected
+    assert result.ok and result.sent == 1600 and result.duplicates == 0
+    started_ms = result.started * 1000
+    assert spans == [(int(started_ms + 1750), int(started_ms + 2250))]
+    planned = made[:1600]  # made ahead of need beyond that, but never sent
+    got = _read_all(test_settings, test_settings.topic_raw, 1600)
+    per_partition: dict[int, list[bytes]] = defaultdict(list)
+    for _, value, partition in got:
+        per_partition[partition].append(value)
+    assert sorted(v for _, v, _ in got) == sorted(planned)
+    position = {value: i for i, value in enumerate(planned)}
+    for values in per_partition.values():
+        assert [position[v] for v in values] == sorted(position[v] for v in values)
 
 
 def _cli(*argv: str) -> int:

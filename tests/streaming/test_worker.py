@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import urllib.request
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,6 +36,7 @@ from streaming_support import (
     with_duplicates,
 )
 
+from streaming.parsing import parse_payload
 from tweetflow.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -139,3 +141,74 @@ def test_consume_cli_metrics_agree_with_the_input(test_settings: Settings, tmp_p
     assert_hot_matches(s, exp)
     assert_committed_everything(s)
 
+
+
+def _partitions(port: int, name: str) -> dict[str, float]:
+    """A worker's per-partition series of `name`; none while its metrics server is starting."""
+    try:
+        metrics = _scrape(port)
+    except OSError:
+        return {}
+    return {dict(labels)["partition"]: v for (n, labels), v in metrics.items() if n == name}
+
+
+def test_a_worker_stops_reporting_the_partitions_it_no_longer_owns(test_settings: Settings,
+                                                                   tmp_path) -> None:
+    """After a rebalance, each partition's lag and freshness come from one worker only, so a sum
+    (or max) over the workers counts each partition once."""
+    s = test_settings
+    ports = [free_port(), free_port()]
+    hours_ago = 6.0
+    first, second = (synthetic(seed, 600, hours_ago=hours_ago, span_hours=0.5) for seed in (951, 952))
+    with processes() as children:
+        a = WorkerProcess(s, tmp_path / "a.log", batch_size=100, batch_ms=100, metrics_port=ports[0])
+        children.append(a)
+        a.start()
+        produce(s, first)
+        wait_for(lambda: len(_partitions(ports[0], "tweetflow_consumer_lag"))
+                 == s.topic_partitions, 60, "the first worker to report every partition")
+        b = WorkerProcess(s, tmp_path / "b.log", batch_size=100, batch_ms=100, metrics_port=ports[1])
+        children.append(b)
+        b.start()
+        with BackgroundProducer(s, second, rate=30):  # batches on both sides while B joins
+            wait_for(lambda: _partitions(ports[1], "tweetflow_consumer_lag"), 90,
+                     "the second worker to own partitions")
+        wait_for(lambda: total_lag(s) == 0, 60, "both workers to catch up")
+
+        def owned() -> tuple[set[str], set[str]]:
+            return (set(_partitions(ports[0], "tweetflow_consumer_lag")),
+                    set(_partitions(ports[1], "tweetflow_consumer_lag")))
+
+        wait_for(lambda: not set.intersection(*owned()), 30,
+                 "each partition's lag to come from one worker only")
+        lag_a, lag_b = owned()
+        assert lag_a and lag_b and lag_a | lag_b == {str(p) for p in range(s.topic_partitions)}
+        fresh_a, fresh_b = (set(_partitions(p, "tweetflow_event_freshness_seconds"))
+                            for p in ports)
+        assert not fresh_a & fresh_b and fresh_a <= lag_a and fresh_b <= lag_b
+
+
+def test_event_freshness_is_the_age_of_the_newest_event_applied(test_settings: Settings,
+                                                                tmp_path) -> None:
+    """tweetflow_event_freshness_seconds{partition}: when a batch was applied, how old (by event
+    time, the Tweet's created_at) its newest Tweet of that partition was."""
+    s = test_settings
+    produce(s, synthetic(953, 400, hours_ago=6.0, span_hours=0.5))
+    newest: dict[str, datetime] = {}
+    for record in read_topic(s):
+        for event in parse_payload(record.value):
+            if event.tweet is not None:
+                p = str(record.partition)
+                newest[p] = max(newest.get(p, event.tweet.created_at), event.tweet.created_at)
+    port = free_port()
+    began = datetime.now(UTC)
+    with processes() as children:
+        worker = WorkerProcess(s, tmp_path / "w.log", batch_size=1000, metrics_port=port)
+        children.append(worker)
+        worker.start()
+        wait_for(lambda: total_lag(s) == 0, 60, "the worker to catch up")
+        freshness = _partitions(port, "tweetflow_event_freshness_seconds")
+    ended = datetime.now(UTC)
+    assert set(freshness) == set(newest)
+    for p, age in freshness.items():  # applied between `began` and `ended`
+        assert (began - newest[p]).total_seconds() <= age <= (ended - newest[p]).total_seconds(), p

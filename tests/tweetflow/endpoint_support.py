@@ -7,6 +7,7 @@ import http.client
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,8 +29,8 @@ ANALYST, ANALYST_PASSWORD = "analyst", "analyst-secret"
 class Endpoint:
     """`python -m tweetflow.embedded_clickhouse` in a subprocess, restartable on its data dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
-        self.data_dir, self.log_path = data_dir, log_path
+    def __init__(self, data_dir: Path, log_path: Path, *args: str) -> None:
+        self.data_dir, self.log_path, self.args = data_dir, log_path, args
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -40,7 +41,7 @@ class Endpoint:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "tweetflow.embedded_clickhouse",
-                 "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                 "--data-dir", str(self.data_dir), "--port", str(self.port), *self.args],
                 cwd=PROJECT_ROOT, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -77,6 +78,16 @@ class Endpoint:
     def client(self, **kwargs: object) -> Client:
         kwargs.setdefault("username", "default")
         return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **kwargs)
+
+
+def paused_body(head: bytes, tail: bytes, paused: threading.Event, resume: threading.Event,
+                timeout: float = 60.0) -> Iterator[bytes]:
+    """A request body in two chunks: `paused` is set once `head` is sent, and `tail` waits for
+    `resume` (an INSERT the endpoint is in the middle of reading)."""
+    yield head
+    paused.set()
+    resume.wait(timeout)
+    yield tail
 
 
 @pytest.fixture

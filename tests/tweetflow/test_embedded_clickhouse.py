@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import pytest
 import zstandard
 from clickhouse_connect.driver.exceptions import DatabaseError
-from endpoint_support import ANALYST, ANALYST_PASSWORD, Endpoint
+from endpoint_support import ANALYST, ANALYST_PASSWORD, Endpoint, paused_body
 
 ROWS = [[1, "it's \"quoted\"", ["a", "b"], 1.5], [2, "tab\there\nnewline", [], None]]
 COLUMNS = ["id", "s", "tags", "n"]
@@ -179,15 +179,11 @@ def test_long_insert_does_not_stall_reads(endpoint: Endpoint, table: str) -> Non
     finished: list[str] = []
     insert_running, select_done = threading.Event(), threading.Event()
 
-    def slow_body() -> Iterator[bytes]:
-        yield b"".join(b"%d\tx\n" % i for i in range(1000))
-        insert_running.set()
-        select_done.wait(timeout=10)
-        yield b"".join(b"%d\ty\n" % i for i in range(1000, 2000))
-
     def insert() -> None:
         status, body = _chunked_post(endpoint, f"INSERT INTO {table} (id, s) FORMAT TSV",
-                                     slow_body())
+                                     paused_body(b"".join(b"%d\tx\n" % i for i in range(1000)),
+                                                 b"".join(b"%d\ty\n" % i for i in range(1000, 2000)),
+                                                 insert_running, select_done, timeout=10))
         assert status == 200, body
         finished.append("insert")
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from tweetflow.app.services import start_app
 from tweetflow.clients import redis_client
 from tweetflow.hot_keys import bucket_start, dimension_key, tweets_key
+from tweetflow.logs import setup_logging
 from tweetflow.settings import PROJECT_ROOT, Settings, get_settings
 
 HISTORY_TWEETS = 100_000  # one day of history before now, for the marts and the backfill
@@ -146,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="live data: synthetic Tweets, or Bluesky's Jetstream (needs a network)")
     args = parser.parse_args(argv)
     settings = get_settings()
+    setup_logging(settings, component="demo")
     jetstream = args.source == "jetstream" and jetstream_reachable(settings)
     _say("publishing one day of synthetic history to Kafka")
     publish_history(settings)
@@ -170,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
 tweetflow is running
   Dagster UI          http://127.0.0.1:3000  (asset graph, checks, the backfill)
   gRPC analytics      127.0.0.1:50051  (API key: {key})
+  Live page           http://127.0.0.1:{settings.query_http_port}/#key={key}
+  Connect (HTTP) API  http://127.0.0.1:{settings.query_http_port}  (JSON, binary, gRPC-Web; /healthz, /readyz)
   gRPC ingest         127.0.0.1:50052
   ClickHouse (HTTP)   {settings.clickhouse_http_url}  (analyst user: {settings.clickhouse_analyst_user})
   Kafka               {settings.kafka_bootstrap_servers}  (topics {settings.topic_raw}, {settings.topic_dlq})
@@ -181,6 +185,8 @@ Try:
   {grpcurl} -plaintext 127.0.0.1:50051 list
   {grpcurl} -plaintext -H 'x-api-key: {key}' -d '{{"window": "3600s", "limit": 5}}' \\
       127.0.0.1:50051 tweetflow.v1.AnalyticsService/TrendingHashtags
+  curl -H 'Content-Type: application/json' -H 'x-api-key: {key}' -d '{{"window":"3600s"}}' \\
+      http://127.0.0.1:{settings.query_http_port}/tweetflow.v1.AnalyticsService/TrendingHashtags
   .venv/bin/tweetflow query trending --window 1h
   .venv/bin/tweetflow lag
 Stop everything: .venv/bin/tweetflow stack down""")

@@ -12,8 +12,8 @@ from tweetflow.settings import PROJECT_ROOT, Settings
 # name -> the `tweetflow` subcommand that runs it
 APP_PROCESSES: dict[str, list[str]] = {
     "consumers": ["consume", "--workers", "2", "--metrics-port", "9400"],
-    "query": ["serve", "--port", "50051", "--metrics-port", "9500", "--http-port", "8080"],
-    "ingest": ["ingest", "--port", "50052"],
+    "query": ["serve", "--port", "50051", "--metrics-port", "9500"],  # + Connect on query_http_port
+    "ingest": ["ingest", "--port", "50052", "--metrics-port", "9600"],
     "trickle": ["produce", "--rate", "50", "--duration", "0", "--seed", "99"],
     "jetstream": ["produce", "--source", "jetstream"],  # `make demo SOURCE=jetstream`
 }

@@ -109,8 +109,9 @@ def format_status(ui: DagsterUI, rows: list[tuple[str, str, int | None]]) -> str
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", default="up", choices=["up", "down", "status"])
-    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("action", nargs="?", default="up", choices=["up", "down", "status"],
+                        help="start, stop or report the Dagster webserver and daemon")
+    parser.add_argument("--port", type=int, default=3000, help="the webserver's port")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
-import sys
 from pathlib import Path
 
+from tweetflow.embedded_clickhouse.in_flight import DRAIN_SECONDS
 from tweetflow.embedded_clickhouse.server import EmbeddedClickHouse
+from tweetflow.logs import setup_logging
 from tweetflow.settings import EMBEDDED_CLICKHOUSE_HOST, get_settings
 
 
@@ -25,9 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=EMBEDDED_CLICKHOUSE_HOST, help="default: %(default)s")
     parser.add_argument("--port", type=int, default=settings.embedded_clickhouse_port,
                         help="default: %(default)s")
+    parser.add_argument("--drain-seconds", type=float, default=DRAIN_SECONDS,
+                        help="on SIGTERM, how long running statements may finish before they are "
+                        "cancelled (default: %(default)s)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(settings, component="clickhouse")
     signal.signal(signal.SIGTERM, _stop)
     server = EmbeddedClickHouse(args.data_dir, args.host, args.port, settings)
     try:
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        server.close(args.drain_seconds)
 
 
 if __name__ == "__main__":

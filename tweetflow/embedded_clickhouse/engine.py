@@ -25,7 +25,6 @@ from tweetflow.embedded_clickhouse.errors import (
     READONLY,
     SESSION_IS_LOCKED,
     SESSION_NOT_FOUND,
-    STD_EXCEPTION,
     SYNTAX_ERROR,
     ClickHouseError,
 )
@@ -35,6 +34,7 @@ from tweetflow.embedded_clickhouse.http_protocol import (
     sql_string,
     sql_words,
 )
+from tweetflow.embedded_clickhouse.in_flight import DRAIN_SECONDS, InFlight
 from tweetflow.embedded_clickhouse.processes import (
     Processes,
     Requester,
@@ -144,17 +144,14 @@ class Engine:
                                    columns)
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._sessions_lock = threading.Lock()
-        # In-flight requests: close() waits for them, because closing the anchor under a running
-        # query shuts the engine down beneath it (chDB crashed with SIGSEGV in that case).
-        self._idle = threading.Condition()
-        self._in_flight = 0
-        self._closing = False
+        self.in_flight = InFlight()  # close() waits for these: see in_flight.py
 
-    def close(self, drain_timeout: float = 30.0) -> None:
-        """Refuse new requests, wait (bounded) for running ones, then shut the engine down."""
-        with self._idle:
-            self._closing = True
-            self._idle.wait_for(lambda: self._in_flight == 0, timeout=drain_timeout)
+    def close(self, drain_timeout: float = DRAIN_SECONDS) -> None:
+        """Refuse new statements, let running requests finish (those outliving `drain_timeout`
+        are cancelled), then shut the engine down; left open if something still runs, since
+        shutting it down beneath a statement crashes chDB."""
+        if not self.in_flight.drain(drain_timeout, self._cancel_all):
+            return
         with self._sessions_lock:
             for session in self._sessions.values():
                 session.conn.close()
@@ -166,17 +163,9 @@ class Engine:
     @contextmanager
     def connection(self, req: Request) -> Iterator[Any]:
         """A connection prepared for `req`: user's readonly level, settings, database."""
-        with self._idle:
-            if self._closing:
-                raise ClickHouseError(STD_EXCEPTION, "the server is shutting down")
-            self._in_flight += 1
-        try:
-            with self._open(req) as conn:
-                yield conn
-        finally:
-            with self._idle:
-                self._in_flight -= 1
-                self._idle.notify_all()
+        self.in_flight.admit()
+        with self._open(req) as conn:
+            yield conn
 
     @contextmanager
     def _open(self, req: Request) -> Iterator[Any]:
@@ -340,6 +329,11 @@ class Engine:
                     view = view[os.write(write_fd, view):]
         except BrokenPipeError:
             pass
+
+    def _cancel_all(self) -> None:
+        """KILL every running statement (but this one)."""
+        with suppress(ClickHouseError):
+            _run(self._anchor, "KILL QUERY WHERE query_id != queryID() ASYNC")
 
     def _cancel(self, pipe_path: str) -> None:
         """KILL the INSERT reading `pipe_path`, so that closing the pipe is no end of data."""

@@ -15,6 +15,7 @@ median 0.22 s (max 0.65 s), the watcher polling every 0.1 s.
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
@@ -164,14 +165,20 @@ class Processes:
 
 @contextmanager
 def on_disconnect(sock: socket.socket, gone: Callable[[], None]) -> Iterator[None]:
-    """Call `gone` if the client closes `sock` while the block runs (the request is read whole)."""
+    """Call `gone` if the client closes `sock` while the block runs (the request is read whole).
+
+    The watcher also polls a pipe that the block's end writes to, so leaving the block wakes it at
+    once: joining a watcher that only woke every poll interval added up to 0.1 s to every query.
+    """
     done = threading.Event()
+    wake_r, wake_w = os.pipe()
 
     def watch() -> None:
         poller = select.poll()
         poller.register(sock, select.POLLIN | select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        poller.register(wake_r, select.POLLIN)
         while not done.is_set():
-            events = poller.poll(_POLL_SECONDS * 1000)
+            events = [fd for fd, _ in poller.poll(_POLL_SECONDS * 1000) if fd != wake_r]
             if not events:
                 continue
             try:
@@ -190,4 +197,7 @@ def on_disconnect(sock: socket.socket, gone: Callable[[], None]) -> Iterator[Non
         yield
     finally:
         done.set()
+        os.write(wake_w, b"x")
         watcher.join()
+        os.close(wake_r)
+        os.close(wake_w)

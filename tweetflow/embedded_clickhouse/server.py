@@ -52,6 +52,7 @@ from tweetflow.embedded_clickhouse.http_protocol import (
     response_encoding,
     split_insert,
 )
+from tweetflow.embedded_clickhouse.in_flight import DRAIN_SECONDS
 from tweetflow.embedded_clickhouse.processes import marker, name_user, on_disconnect
 from tweetflow.embedded_clickhouse.responses import BodyEncoder, whole, write_chunked
 from tweetflow.settings import Settings, get_settings
@@ -98,7 +99,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, f"There is no handle {url.path}\n\nUse / or /ping for health "
                            "checks.\n".encode(), {"Content-Type": "text/plain; charset=UTF-8"})
             else:
-                self._serve_query(params, body, readonly_method)
+                with self.server.engine.in_flight.request():  # a stop waits for the answer
+                    self._serve_query(params, body, readonly_method)
         finally:
             with suppress(OSError, ValueError):  # a client gone mid-body has nothing left to read
                 for _ in body:  # drain what the statement did not read: keep-alive stays in sync
@@ -243,6 +245,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _send_headers(self, status: int, headers: Mapping[str, str]) -> None:
+        if self.server.engine.in_flight.closing:  # stopping: the client reconnects, to no one
+            headers = {**headers, "Connection": "close"}
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -308,13 +312,14 @@ class EmbeddedClickHouse:
         self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop accepting requests, then close every chDB connection (data is already on disk)."""
+    def close(self, drain_timeout: float = DRAIN_SECONDS) -> None:
+        """Stop accepting connections, let running requests finish (`Engine.close`), then close
+        every chDB connection (data is already on disk)."""
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
         self._httpd.server_close()
-        self.engine.close()
+        self.engine.close(drain_timeout)
 
     def __enter__(self) -> EmbeddedClickHouse:
         return self.start()

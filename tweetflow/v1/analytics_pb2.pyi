@@ -357,3 +357,35 @@ class EngagementSummaryResponse(_message.Message):
     sum_reply_count: int
     sum_quote_count: int
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., count_tweets: _Optional[int] = ..., count_replies: _Optional[int] = ..., count_retweets: _Optional[int] = ..., count_quotes: _Optional[int] = ..., sum_like_count: _Optional[int] = ..., sum_retweet_count: _Optional[int] = ..., sum_reply_count: _Optional[int] = ..., sum_quote_count: _Optional[int] = ...) -> None: ...
+
+class PipelineStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PartitionLag(_message.Message):
+    __slots__ = ("partition", "high", "committed", "lag")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    LAG_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    high: int
+    committed: int
+    lag: int
+    def __init__(self, partition: _Optional[int] = ..., high: _Optional[int] = ..., committed: _Optional[int] = ..., lag: _Optional[int] = ...) -> None: ...
+
+class PipelineStatusResponse(_message.Message):
+    __slots__ = ("source", "as_of", "origin", "consumer_lag", "partitions", "newest_minute")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_LAG_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    NEWEST_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    source: AnswerSource
+    as_of: _timestamp_pb2.Timestamp
+    origin: AnswerSource
+    consumer_lag: int
+    partitions: _containers.RepeatedCompositeFieldContainer[PartitionLag]
+    newest_minute: _timestamp_pb2.Timestamp
+    def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., consumer_lag: _Optional[int] = ..., partitions: _Optional[_Iterable[_Union[PartitionLag, _Mapping]]] = ..., newest_minute: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

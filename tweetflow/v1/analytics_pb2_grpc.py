@@ -80,6 +80,11 @@ class AnalyticsServiceStub:
                 request_serializer=tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryRequest.SerializeToString,
                 response_deserializer=tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryResponse.FromString,
                 _registered_method=True)
+        self.PipelineStatus = channel.unary_unary(
+                '/tweetflow.v1.AnalyticsService/PipelineStatus',
+                request_serializer=tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusRequest.SerializeToString,
+                response_deserializer=tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusResponse.FromString,
+                _registered_method=True)
 
 
 class AnalyticsServiceServicer:
@@ -149,6 +154,14 @@ class AnalyticsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PipelineStatus(self, request, context):
+        """How far behind the answers are: the consumer group's lag per partition (Kafka's next offset
+        minus the group's committed offset) and the newest minute the hot aggregates hold Tweets for.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalyticsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +204,11 @@ def add_AnalyticsServiceServicer_to_server(servicer, server):
                     servicer.EngagementSummary,
                     request_deserializer=tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryRequest.FromString,
                     response_serializer=tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryResponse.SerializeToString,
+            ),
+            'PipelineStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.PipelineStatus,
+                    request_deserializer=tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusRequest.FromString,
+                    response_serializer=tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -413,6 +431,33 @@ class AnalyticsService:
             '/tweetflow.v1.AnalyticsService/EngagementSummary',
             tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryRequest.SerializeToString,
             tweetflow_dot_v1_dot_analytics__pb2.EngagementSummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PipelineStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tweetflow.v1.AnalyticsService/PipelineStatus',
+            tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusRequest.SerializeToString,
+            tweetflow_dot_v1_dot_analytics__pb2.PipelineStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,8 +2,7 @@
 
 {{ config(
     order_by='(entity_type, entity, hour)',
-    partition_by='toYYYYMM(hour)',
-    pre_hook="{{ delete_window('hour') }}",
+    partition_by='toYYYYMMDD(hour)',
 ) }}
 
 with

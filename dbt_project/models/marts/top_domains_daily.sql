@@ -2,8 +2,7 @@
 
 {{ config(
     order_by='(day, rank)',
-    partition_by='toYYYYMM(day)',
-    pre_hook="{{ delete_window('day') }}",
+    partition_by='toYYYYMMDD(day)',
 ) }}
 
 with

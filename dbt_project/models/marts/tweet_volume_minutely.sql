@@ -2,8 +2,7 @@
 
 {{ config(
     order_by='(minute, lang, kind)',
-    partition_by='toYYYYMM(minute)',
-    pre_hook="{{ delete_window('minute') }}",
+    partition_by='toYYYYMMDD(minute)',
 ) }}
 
 with

@@ -6,6 +6,7 @@ it) and *external* otherwise (a real server the user runs; tweetflow only checks
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -134,6 +135,18 @@ class Kafka(_Base):
     def address(self) -> str:
         return self.settings.kafka_bootstrap_servers
 
+    def up(self) -> None:
+        """As every component; an external cluster that refuses the credentials or certificate
+        is said so at once (KafkaAccessError) rather than "does not answer" after 10 s."""
+        if not self.managed:
+            from confluent_kafka import KafkaException
+
+            from tweetflow.clients import kafka_admin
+
+            with contextlib.suppress(KafkaException):  # unreachable: super().up() says so
+                kafka_admin(self.settings, timeout=10)
+        super().up()
+
     def ensure_jars(self) -> None:
         """Copy the broker's runtime jars from Maven Central once; later runs reuse them."""
         done = self.libs / ".complete"
@@ -154,16 +167,28 @@ class Kafka(_Base):
         classpath = f"{self.libs}/*"
         log4j = f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}"
         if not (self.dir / "data" / "meta.properties").exists():
-            cluster_id = subprocess.run(
-                [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "random-uuid"],
-                capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             fmt = subprocess.run(
-                [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "format", "--standalone",
-                 "-t", cluster_id, "-c", str(config), "-g"], capture_output=True, text=True, check=False)
+                [java, "-cp", classpath, log4j, "kafka.tools.StorageTool", "format",
+                 *self.format_options(), "-t", self.cluster_id(), "-c", str(config), "-g"],
+                capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise StackError(f"formatting Kafka storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
-        self.proc.start([java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                         "-Djava.awt.headless=true", log4j, "-cp", classpath, "kafka.Kafka", str(config)])
+        self.proc.start([java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC",
+                         "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true", log4j,
+                         "-cp", classpath, "kafka.Kafka", str(config)])
+
+    heap = "1g"
+
+    def format_options(self) -> list[str]:
+        """StorageTool format's quorum options: this one node is the whole quorum."""
+        return ["--standalone"]
+
+    def cluster_id(self) -> str:
+        """A new cluster id (StorageTool random-uuid)."""
+        log4j = f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}"
+        return subprocess.run([shutil.which("java") or "java", "-cp", f"{self.libs}/*", log4j,
+                               "kafka.tools.StorageTool", "random-uuid"], capture_output=True,
+                              text=True, check=True).stdout.strip().splitlines()[-1]
 
     def answers(self) -> bool:
         from confluent_kafka.admin import AdminClient
@@ -183,17 +208,23 @@ class Kafka(_Base):
         return jars[0].stem.removeprefix("kafka_2.13-") if jars else "?"
 
     def _write_config(self) -> Path:
+        (self.dir / "data").mkdir(parents=True, exist_ok=True)
+        config = self.dir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in self.server_properties().items()))
+        (self.dir / "log4j2.properties").write_text(_LOG4J2)
+        return config
+
+    def server_properties(self) -> dict[str, str]:
+        """The broker's server.properties (a test's private broker adds secured listeners)."""
         s = self.settings
-        data = self.dir / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        props = {
+        return {
             "process.roles": "broker,controller", "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{s.kafka_controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
             "inter.broker.listener.name": "PLAINTEXT", "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "log.dirs": str(data),
+            "log.dirs": str(self.dir / "data"),
             "offsets.topic.replication.factor": "1", "offsets.topic.num.partitions": "6",
             "transaction.state.log.replication.factor": "1", "transaction.state.log.min.isr": "1",
             "share.coordinator.state.topic.replication.factor": "1",
@@ -201,10 +232,6 @@ class Kafka(_Base):
             "group.initial.rebalance.delay.ms": "0", "auto.create.topics.enable": "false",
             "num.partitions": str(s.topic_partitions), "log.retention.hours": "168",
         }
-        config = self.dir / "server.properties"
-        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-        (self.dir / "log4j2.properties").write_text(_LOG4J2)
-        return config
 
 
 class Redis(_Base):
@@ -222,7 +249,9 @@ class Redis(_Base):
 
     @property
     def managed(self) -> bool:
-        return (self._url.hostname or "") in LOOPBACK
+        """A loopback standalone Redis; in cluster mode REDIS_URL names a node of a cluster
+        someone else runs (or `stack up --profile cluster`), so nothing is started here."""
+        return (self._url.hostname or "") in LOOPBACK and self.settings.redis_mode == "standalone"
 
     def address(self) -> str:
         return f"{self._url.hostname}:{self._url.port or 6379}"
