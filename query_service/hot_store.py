@@ -24,6 +24,9 @@ from tweetflow.clients import redis_async_client
 from tweetflow.settings import Settings
 
 GRAIN_LETTER = {MINUTE: "m", HOUR: "h"}
+# Over several shards each returns its top limit * TOP_DEPTH: deep enough that no member outside
+# them can reach the top (top_merge.tput's stopping rule), so one round trip usually answers.
+TOP_DEPTH = 3
 
 
 class HotStoreUnavailable(Exception):
@@ -109,10 +112,11 @@ class HotStore:
             return []
         if limit is None:  # every member: every count must be read anyway
             return top_merge.exact(await self._shard_calls(keys, "atleast", 1), None)
-        tops = await self._shard_calls(keys, "top", limit)
         if self.shards == 1:
-            return top_merge.ranked(tops[0], limit)
-        return await top_merge.tput(tops, limit, lambda fetch: self._phase(keys, fetch))
+            return top_merge.ranked((await self._shard_calls(keys, "top", limit))[0], limit)
+        depth = limit * TOP_DEPTH
+        tops = await self._shard_calls(keys, "top", depth)
+        return await top_merge.tput(tops, limit, lambda fetch: self._phase(keys, fetch), depth)
 
     async def _phase(self, keys: list[list[str]], fetch: top_merge.Fetch) -> list[dict[str, int]]:
         """One round trip of TPUT: per shard, members at or above a count, or given members."""

@@ -48,10 +48,26 @@ def exact(shards: list[dict[str, int]], limit: int | None) -> list[tuple[str, in
     return ranked(dict(totals), limit)
 
 
-async def tput(tops: list[dict[str, int]], k: int, phase: Phase) -> list[tuple[str, int]]:
-    """The exact top `k` over shards whose own top `k` are `tops`; `phase` reads the shards."""
+async def tput(tops: list[dict[str, int]], k: int, phase: Phase,
+               depth: int | None = None) -> list[tuple[str, int]]:
+    """The exact top `k` over shards whose own top `depth` (>= k; default k) are `tops`; `phase`
+    reads the shards.
+
+    First the threshold algorithm's stopping rule: a member no shard returned counts at most
+    each shard's smallest count returned; if those bounds sum below the K-th best lower bound,
+    no such member can enter, and only the candidates' missing counts are read (one round trip,
+    none when every candidate is known). With `depth` well above k that is the usual case; else
+    TPUT's second and third round trips follow.
+    """
+    depth = depth or k
     known = [dict(top) for top in tops]
-    complete = [len(top) < k for top in tops]  # fewer than k: the shard has no other member
+    complete = [len(top) < depth for top in tops]  # fewer: the shard has no other member
+    floors = [0 if done or not top else min(top.values())
+              for top, done in zip(tops, complete, strict=True)]
+    lower = dict(exact(known, None))
+    tau = _kth(ranked(lower, None), k)
+    if sum(floors) < tau:
+        return await _resolve(known, lower, floors, tau, k, phase)
     tau1 = _kth(exact(known, None), k)
     threshold = tau1 / len(tops)
     for shard, counts in enumerate(await phase(Fetch(at_least=max(threshold, 1)))):
@@ -65,6 +81,20 @@ async def tput(tops: list[dict[str, int]], k: int, phase: Phase) -> list[tuple[s
     candidates = [m for m, bound in upper.items() if bound >= tau2]
     missing = tuple([m for m in candidates if m not in counts] if unseen_at_most and not done
                     else [] for counts, done in zip(known, complete, strict=True))
+    if any(missing):
+        for shard, counts in enumerate(await phase(Fetch(members=missing))):
+            known[shard].update(counts)
+    return ranked({m: sum(counts.get(m, 0) for counts in known) for m in candidates}, k)
+
+
+async def _resolve(known: list[dict[str, int]], lower: dict[str, int], floors: list[int],
+                   tau: int, k: int, phase: Phase) -> list[tuple[str, int]]:
+    """Rank the members whose upper bound reaches `tau`, after reading their missing counts."""
+    candidates = [m for m, n in lower.items()
+                  if n + sum(f for counts, f in zip(known, floors, strict=True)
+                             if m not in counts) >= tau]
+    missing = tuple([m for m in candidates if m not in counts] if floor else []
+                    for counts, floor in zip(known, floors, strict=True))
     if any(missing):
         for shard, counts in enumerate(await phase(Fetch(members=missing))):
             known[shard].update(counts)

@@ -9,7 +9,8 @@ loop, messages come at the generator's pace, a quarter of what the broker takes.
 So `run_plan` takes messages from a `Lookahead`: a buffer filled (1) before the clock starts, with
 as many messages as the plan will need faster than they can be made on the fly (`ahead_needed`),
 and (2) whenever the pacing waits (`fill_for`, in place of the token bucket's sleep), so the idle
-time of a steady phase makes the messages of the next burst. The buffer holds at most `limit`
+time of a steady phase makes the messages of the next burst (a phase at the machine's pace has
+no such time: what it sends must all be made before). The buffer holds at most `limit`
 messages (~1.4 KB of memory each); past it, messages are made on the fly as before.
 """
 
@@ -107,25 +108,26 @@ class Lookahead:
 def ahead_needed(plan: RunPlan, generation_rate: float, limit: int) -> int:
     """How many messages to make before the clock starts so that the plan never waits for one.
 
-    With `g` = `GENERATION_SHARE` x `generation_rate` messages made per second while the run
-    sends (in the pacing's waits), the buffer must start with the largest shortfall, over the
-    run, of (originals the plan has sent by t) - g t. That is linear within each phase of the
-    plan, so the largest is at a phase's end (or where `count` ends the run); an unpaced phase
-    wants everything left at once. Capped at `limit` (also when the shortfall grows forever).
+    Phase by phase, the buffer gains what the pacing's waits make (`g` = `GENERATION_SHARE` x
+    `generation_rate` a second, only in phases slower than `g`: a faster phase leaves no waits)
+    and loses what the phase sends; what is made ahead must cover the lowest the balance gets.
+    An unpaced phase wants everything left at once. Capped at `limit` (also when the balance
+    falls forever).
     """
     g = GENERATION_SHARE * generation_rate
     cap = plan.count if plan.count and plan.count > 0 else math.inf
-    need = sent = 0.0
+    need = balance = sent = 0.0
     for start, end, rate in plan.phases():
         if rate <= 0:
-            need = max(need, cap - g * start)
+            need = max(need, cap - sent - balance)
             break
-        if not math.isinf(cap) and sent + (end - start) * rate >= cap:
-            need = max(need, cap - g * (start + (cap - sent) / rate))
-            break
-        if math.isinf(end):
+        seconds = min(end - start, (cap - sent) / rate)
+        if math.isinf(seconds):
             need = math.inf if rate > g else need
             break
-        sent += (end - start) * rate
-        need = max(need, sent - g * end)
+        balance += (g if rate <= g else 0.0) * seconds - rate * seconds
+        need = max(need, -balance)
+        sent += rate * seconds
+        if sent >= cap:
+            break
     return limit if math.isinf(need) else max(0, min(limit, math.ceil(need)))

@@ -265,13 +265,14 @@ class HotShard:
 
 
 def _density(ids: list[int], previous_hour: int) -> float:
-    """Ids per millisecond of id time: the previous hour's count, else this batch's own."""
-    if previous_hour >= 3600:
-        return previous_hour / 3_600_000
-    if len(ids) < MIN_IDS_FOR_ESTIMATE:
-        return 0.0
-    times = sorted(i >> 22 for i in ids)
-    return len(ids) / max(times[-1] - times[0], 1)
+    """Ids per millisecond of id time: the higher of the previous hour's (a partial hour, or a
+    rising stream, underestimates it: windows too wide convert to hash tables) and this batch's
+    own, when it has enough ids of the hour to tell."""
+    rate = previous_hour / 3_600_000
+    if len(ids) >= MIN_IDS_FOR_ESTIMATE:
+        times = sorted(i >> 22 for i in ids)
+        rate = max(rate, len(ids) / max(times[-1] - times[0], 1))
+    return rate
 
 
 def _buckets(minute: int) -> tuple[tuple[str, int], tuple[str, int]]:

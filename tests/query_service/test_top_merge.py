@@ -23,8 +23,10 @@ def _shards(rng: random.Random, shards: int, members: int) -> list[dict[str, int
     return out
 
 
-def _tput(shards: list[dict[str, int]], k: int) -> tuple[list[tuple[str, int]], int]:
-    """TPUT over in-memory shards, reading them as Redis would; (answer, members read)."""
+def _tput(shards: list[dict[str, int]], k: int,
+          depth: int | None = None) -> tuple[list[tuple[str, int]], int]:
+    """TPUT over in-memory shards (each shard's top `depth` first), reading them as Redis would;
+    (answer, members read)."""
     read = 0
 
     def ordered(counts: dict[str, int]) -> list[tuple[str, int]]:
@@ -40,9 +42,9 @@ def _tput(shards: list[dict[str, int]], k: int) -> tuple[list[tuple[str, int]], 
         read += sum(map(len, got))
         return got
 
-    tops = [dict(ordered(c)[:k]) for c in shards]
+    tops = [dict(ordered(c)[:depth or k]) for c in shards]
     read += sum(map(len, tops))
-    return asyncio.run(top_merge.tput(tops, k, phase)), read
+    return asyncio.run(top_merge.tput(tops, k, phase, depth)), read
 
 
 @pytest.mark.parametrize("seed", range(300))
@@ -55,6 +57,7 @@ def test_tput_is_exact(seed: int) -> None:
         totals.update(counts)
     expected = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     assert _tput(shards, k)[0] == expected
+    assert _tput(shards, k, k * rng.choice([2, 3, 5]))[0] == expected
 
 
 def test_tput_reads_far_fewer_members_than_the_shards_hold() -> None:
@@ -62,6 +65,7 @@ def test_tput_reads_far_fewer_members_than_the_shards_hold() -> None:
     vocabulary = [f"tag{i}" for i in range(3000)]
     weights = [1 / (i + 1) for i in range(3000)]  # Zipf, as hashtags are
     shards = [Counter(rng.choices(vocabulary, weights, k=20_000)) for _ in range(6)]
-    answer, read = _tput([dict(c) for c in shards], 10)
-    assert [m for m, _ in answer][:3] == ["tag0", "tag1", "tag2"]
-    assert read < sum(map(len, shards)) / 10
+    for depth in (10, 30):
+        answer, read = _tput([dict(c) for c in shards], 10, depth)
+        assert [m for m, _ in answer][:3] == ["tag0", "tag1", "tag2"]
+        assert read < sum(map(len, shards)) / 10

@@ -128,18 +128,18 @@ def test_killing_the_broker_leading_most_partitions_loses_nothing(
 def test_scaling_the_group_2_4_1_under_ingest_counts_exactly(
         on_cluster: Settings, tmp_path: Path) -> None:
     s = on_cluster
-    pairs = with_duplicates(synthetic(1402, 6000), 0.05, seed=6)
+    pairs = with_duplicates(synthetic(1402, 9000), 0.05, seed=6)
     with processes() as children:
         workers = _workers(s, tmp_path, ["a", "b"])
         children += workers
         _warm_up(s, pairs[:200])
-        with BackgroundProducer(s, pairs[200:], rate=800):
-            wait_for(lambda: _applied(s) > 1500, 180, "a first share with two workers")
+        with BackgroundProducer(s, pairs[200:], rate=250):  # ~40 s of steady ingest
+            wait_for(lambda: _applied(s) > 1000, 180, "a first share with two workers")
             more = _workers(s, tmp_path, ["c", "d"])
             children += more
             wait_for(lambda: _members_with_partitions(s) == 4, 180, "four members sharing it")
             progress = _applied(s)
-            wait_for(lambda: _applied(s) > progress + 500, 180, "a share with four workers")
+            wait_for(lambda: _applied(s) > progress + 300, 180, "a share with four workers")
             for worker in (*workers, *more)[1:]:  # down to one
                 worker.signal(signal.SIGTERM)
                 assert worker.wait(120) == 0, worker.log()

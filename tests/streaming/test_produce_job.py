@@ -124,11 +124,14 @@ def test_a_plan_shared_by_processes_sends_its_count_and_one_burst(test_settings:
     report it; `started` is the earliest start). No wall-clock check: the pace is the plan's
     and the token bucket's, tested on a fake clock in test_producer.py."""
     spans: list[tuple[int, int]] = []
+    ready: list[float] = []  # once every process has made its messages, before any starts
     plan = RunPlan(rate=400, duration=None, count=1600, burst=BurstSpec(2000, 0.5))
     assert plan.burst_window() == (1.75, 2.25)
     result = run_job(Job(test_settings, test_settings.topic_raw, SourceSpec("synthetic", 3), plan,
-                         processes=2), on_burst=lambda a, b: spans.append((a, b)))
+                         processes=2), on_burst=lambda a, b: spans.append((a, b)),
+                     before_start=lambda: ready.append(time.time()))
     assert result.ok and result.processes == 2 and result.sent == 1600
+    assert len(ready) == 1 and ready[0] <= result.started
     (start, end), = spans
     assert end - start == 500 and start >= int(result.started * 1000 + 1750)
     assert len(_records(test_settings, test_settings.topic_raw, 1600)) == 1600

@@ -149,15 +149,19 @@ def test_lookahead_hands_out_made_messages_then_makes_more() -> None:
 
 
 def test_ahead_is_what_the_plan_needs_faster_than_messages_can_be_made() -> None:
-    # by the burst's end 20,000 + 1,431,990 are due; 25,000/s (half of 50,000) made meanwhile
-    assert ahead_needed(RECORD, 50_000, 10**7) == 1_451_990 - 25_000 * 20
+    # 25,000/s (half of 50,000) made in the steady phase's waits, 23,000/s net of its 2,000/s;
+    # the burst, faster than that, leaves no waits: its 1,431,990 must be made before
+    assert ahead_needed(RECORD, 50_000, 10**7) == 1_431_990 - 23_000 * 10
     assert ahead_needed(RECORD, 50_000, 500_000) == 500_000  # the memory limit
     assert ahead_needed(RunPlan(rate=1000, duration=3600), 50_000, 10**7) == 0
     assert ahead_needed(RunPlan(rate=0, duration=None, count=70_000), 50_000, 10**7) == 70_000
     assert ahead_needed(RunPlan(rate=0, duration=10), 50_000, 10**6) == 10**6
     assert ahead_needed(RunPlan(rate=90_000, duration=None), 50_000, 10**6) == 10**6
     assert ahead_needed(RunPlan(rate=90_000, duration=None, count=900_000), 50_000,
-                        10**7) == 900_000 - 25_000 * 10
+                        10**7) == 900_000
+    slow_then_fast = RunPlan(rate=10_000, duration=None, count=300_000,
+                             burst=BurstSpec(100_000, 1))  # 1 s of burst in the middle of ~30 s
+    assert ahead_needed(slow_then_fast, 50_000, 10**7) == 0  # 15 s x 15,000/s net before it
 
 
 def _v2_lines() -> list[bytes]:

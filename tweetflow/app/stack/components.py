@@ -23,6 +23,10 @@ from tweetflow.settings import PROJECT_ROOT, Settings
 KAFKA_POM = Path(__file__).with_name("kafka-pom.xml")
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+# The hot tier's dedup hashes stay compact listpacks up to this many fields (streaming/sinks/
+# hot_shard.py sizes them at a quarter of it): 512 takes ~10.6 bytes an id, Redis' default 128
+# ~12.3; a listpack of 512 small integers is still scanned in microseconds.
+LISTPACK_OPTIONS = ("--hash-max-listpack-entries", "512")
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,8 @@ class Redis(_Base):
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc.start(["redis-server", "--bind", "127.0.0.1", "--port", str(self._url.port or 6379),
                          "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
-                         "--daemonize", "no", "--maxmemory-policy", "noeviction"])
+                         "--daemonize", "no", "--maxmemory-policy", "noeviction",
+                         *LISTPACK_OPTIONS])
 
     def answers(self) -> bool:
         import redis

@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field
 
-from tweetflow.app.stack.components import ComponentStatus, _Base, _safe
+from tweetflow.app.stack.components import LISTPACK_OPTIONS, ComponentStatus, _Base, _safe
 from tweetflow.app.stack.process import StackError, wait_until
 from tweetflow.settings import Settings
 
@@ -43,7 +43,8 @@ class RedisClusterNode(_Base):
                          "--cluster-config-file", str(self.dir / "nodes.conf"),
                          "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                          "--dir", str(self.dir), "--appendonly", "yes", "--save", "",
-                         "--daemonize", "no", "--maxmemory-policy", "noeviction"])
+                         "--daemonize", "no", "--maxmemory-policy", "noeviction",
+                         *LISTPACK_OPTIONS])
 
     def client(self, timeout: float = 2.0):
         import redis
