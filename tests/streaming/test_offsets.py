@@ -34,8 +34,9 @@ def _lag_table(settings: Settings, capsys: pytest.CaptureFixture[str]
         assert cli.main(["lag"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split() == ["partition", "committed", "high", "lag"]
-    rows = {int(p): (int(c), int(h), int(lag)) for p, c, h, lag in map(str.split, lines[1:-1])}
-    label, total = lines[-1].split()
+    end = next(i for i, line in enumerate(lines) if line.split()[:1] == ["total"])
+    rows = {int(p): (int(c), int(h), int(lag)) for p, c, h, lag in map(str.split, lines[1:end])}
+    label, total = lines[end].split()  # the hot tier's status lines may follow (issue 22)
     assert label == "total"
     return rows, int(total)
 
