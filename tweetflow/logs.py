@@ -61,6 +61,10 @@ def setup_logging(settings: Settings | None = None, *, component: str | None = N
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level)
+    # httpx logs every request at INFO: a library's chatter, shown only when debugging.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING)
 
 
 def component() -> str | None:
