@@ -25,8 +25,9 @@ import os
 import sys
 import time
 
+from streaming.pacing import BurstSpec, RunPlan
 from streaming.produce_job import Job, SourceSpec, run_job, stop_on_signals
-from streaming.producer import BurstSpec, Progress, RunPlan
+from streaming.producer import Progress
 from streaming.synthetic import DELETE_FRACTION
 from tweetflow.settings import get_settings
 

@@ -21,15 +21,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from streaming.pacing import BurstSpec, RunPlan
 from streaming.produce_job import Job, SourceSpec, run_job
-from streaming.producer import (
-    BurstSpec,
-    Progress,
-    RunPlan,
-    RunResult,
-    TweetProducer,
-    run_plan,
-)
+from streaming.producer import Progress, RunResult, TweetProducer, run_plan
 from streaming.sources.live import LiveSource
 from tweetflow.clients import ensure_topics
 from tweetflow.settings import Settings, get_settings

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streaming.lookahead import AHEAD_BYTES, MESSAGE_OVERHEAD, Lookahead, ahead_needed
+from streaming.pacing import RunPlan
 from streaming.producer import (
     DeliveryStats,
     Message,
     Progress,
-    RunPlan,
     RunResult,
     TweetProducer,
     file_messages,

@@ -15,6 +15,7 @@ import pytest
 
 from streaming.lookahead import Lookahead, ahead_needed
 from streaming.producer import (
+    CATCH_UP_SECONDS,
     BurstSpec,
     Message,
     RunPlan,
@@ -74,6 +75,24 @@ def test_token_bucket_holds_the_rate_when_its_sleep_returns_early() -> None:
     for _ in range(5000):
         bucket.take()
     assert clock.now == pytest.approx(5.0, rel=0.01)
+
+
+def test_the_run_loops_bucket_catches_up_after_a_hold_up() -> None:
+    """On a shared machine the send loop is now and then held up for tens of milliseconds or
+    more (scheduling, a burst of delivery callbacks): what fell due meanwhile must still go out,
+    at once, rather than be dropped from the plan (a burst would carry fewer messages)."""
+    clock = FakeClock()
+    bucket = TokenBucket(1000.0, slack=CATCH_UP_SECONDS, clock=clock, sleep=clock.sleep)
+    for _ in range(100):
+        bucket.take()
+    clock.now += 0.5  # held up
+    held = clock.now
+    for _ in range(500):  # the 500 that fell due go at once (the last waits its millisecond)
+        bucket.take()
+    assert clock.now - held <= 0.0011 and bucket.credit() < 1
+    for _ in range(100):
+        bucket.take()
+    assert clock.now == pytest.approx(held + 0.1, rel=0.05)
 
 
 def test_token_bucket_zero_rate_never_waits() -> None:
@@ -313,6 +332,30 @@ def test_produces_n_plus_duplicates_keyed_and_partitioned(test_settings: Setting
     assert all(len(p) == 1 for p in partitions.values())
     assert sum(c - 1 for c in copies.values()) == result.duplicates  # same key, same bytes
     assert len({p for ps in partitions.values() for p in ps}) == test_settings.topic_partitions
+
+
+def test_batches_wait_for_room_keep_their_order_and_count_rejections(test_settings: Settings
+                                                                     ) -> None:
+    """`produce_many` with a queue of 50 messages: batches wait for room rather than being cut
+    (the topic holds every message in order); one over the size limit fails alone."""
+    topic = test_settings.topic_raw
+    producer = TweetProducer(test_settings, topic, **{"queue.buffering.max.messages": 50})
+    source = iter(SyntheticSource(21))
+    made = [next(source) for _ in range(1000)]
+    too_large = (b"1", b"x" * 1_500_000, 1)  # beyond message.max.bytes: rejected locally
+    for i in range(0, 1000, 40):
+        producer.produce_many(made[i:i + 40] + ([too_large] if i == 400 else []))
+    stats = producer.flush(60)
+    assert (stats.attempted, stats.delivered, stats.failed) == (1001, 1000, 1)
+    assert dict(stats.errors) == {"MSG_SIZE_TOO_LARGE": 1}
+    assert stats.bytes_delivered == sum(len(v) for _, v, _ in made)
+    got = _read_all(test_settings, topic, 1000)
+    position = {value: i for i, (_, value, _) in enumerate(made)}
+    per_partition: dict[int, list[int]] = defaultdict(list)
+    for _, value, partition in got:
+        per_partition[partition].append(position[value])
+    assert sorted(i for ps in per_partition.values() for i in ps) == list(range(1000))
+    assert all(ps == sorted(ps) for ps in per_partition.values())
 
 
 def _recorded(source: Iterator[Message], made: list[bytes]) -> Iterator[Message]:
