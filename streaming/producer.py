@@ -131,12 +131,13 @@ class TweetProducer:
             self.stats.errors[err.name()] += 1
             self._bytes_failed += len(msg)
 
-    def produce(self, key: bytes | None, value: bytes) -> None:
-        """Queue one message; waits for room when the local queue is full."""
+    def produce(self, key: bytes | None, value: bytes | None) -> None:
+        """Queue one message (a None value is a tombstone); waits for room when the local queue
+        is full."""
         from confluent_kafka import KafkaException
 
         self.stats.attempted += 1
-        self._bytes_attempted += len(value)
+        self._bytes_attempted += len(value or b"")
         while True:
             try:
                 self._producer.produce(self.topic, value, key)

@@ -4,6 +4,7 @@ batches it watches the hot tier's history and rebuilds what Redis lost (streamin
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import signal
@@ -80,6 +81,7 @@ class Worker:
         self.processor = BatchProcessor(settings, stopper=self.stopper, topic_id=topic)
         self.totals = BatchResult()
         self.batches = 0  # numbers this worker's batches in its log lines
+        self._fatal: KafkaError | None = None  # a fatal consumer error: renew the consumer
         self.heal = HealMonitor(settings, self._committed)
 
     def run(self) -> BatchResult:
@@ -94,6 +96,9 @@ class Worker:
             while not self.stopper.stopped:
                 self.heal.poll()
                 batch = self._collect()
+                if self._fatal is not None:
+                    self._renew_consumer()
+                    continue
                 if not batch:
                     if not self.consumer.assignment() or self.heal.busy:
                         idle_since = time.monotonic()  # not idle before joining, nor healing
@@ -139,7 +144,9 @@ class Worker:
     def _record(self, message: Message) -> Record | None:
         error = message.error()
         if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+            if error.fatal() or error.code() == KafkaError._FATAL:
+                self._fatal = error
+            elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer error: %s", error)
             return None
         return Record(message.partition(), message.offset(), message.key(), message.value())
@@ -161,6 +168,19 @@ class Worker:
                       extra={"records": len(records), "dead_letters": result.dead_letters})
         self.totals += result
         self._update_lag()
+
+    def _renew_consumer(self) -> None:
+        """Replace a consumer that failed for good. Seen when the group coordinator's broker dies:
+        a static member's session times out, it rejoins under a new member id while the old one
+        is still registered, and the broker fences it (FENCED_INSTANCE_ID). A new consumer joins
+        under the same instance id; the batch in hand is dropped uncommitted, and re-read."""
+        log.warning("the Kafka consumer failed for good (%s); joining the group again",
+                    self._fatal)
+        self._fatal = None
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+        self.consumer = Consumer(consumer_config(self.settings, self.options))
+        self.consumer.subscribe([self.settings.topic_raw], on_revoke=self._on_revoke)
 
     def _update_lag(self) -> None:
         for tp in self.consumer.position(self.consumer.assignment()):

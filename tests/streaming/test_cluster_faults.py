@@ -78,6 +78,16 @@ def _applied(settings: Settings) -> int:
     return sum(o + 1 for o in redis_watermarks(settings).values())
 
 
+def _victim_id(settings: Settings, victim: str) -> int:
+    """The node id of the broker leading the most partitions, or of the group's coordinator."""
+    admin = kafka_admin(settings)
+    if victim == "group coordinator":
+        group = admin.describe_consumer_groups([settings.consumer_group])[settings.consumer_group]
+        return group.result(timeout=10).coordinator.id
+    meta = admin.list_topics(settings.topic_raw, timeout=10).topics[settings.topic_raw]
+    return Counter(p.leader for p in meta.partitions.values()).most_common(1)[0][0]
+
+
 def _members_with_partitions(settings: Settings) -> int:
     """Members of the group that own partitions now (the group's own description)."""
     admin = kafka_admin(settings)
@@ -107,20 +117,21 @@ def _finish(settings: Settings, workers: list[WorkerProcess]) -> None:
     assert_clickhouse_matches(settings, exp)
 
 
-def test_killing_the_broker_leading_most_partitions_loses_nothing(
-        on_cluster: Settings, cluster_profile: ClusterProfile, tmp_path: Path) -> None:
+@pytest.mark.parametrize("victim", ["most leaders", "group coordinator"])
+def test_killing_a_broker_under_ingest_loses_nothing(
+        on_cluster: Settings, cluster_profile: ClusterProfile, tmp_path: Path, victim: str) -> None:
+    """The broker leading the most partitions of the topic, or the group's coordinator (the
+    workers' sessions then time out: static members rejoin, fenced once, and renew)."""
     s = on_cluster
     pairs = with_duplicates(synthetic(1401, 5000), 0.05, seed=5)
     with processes() as children:
         workers = _workers(s, tmp_path, ["a", "b"])
         children += workers
         _warm_up(s, pairs[:200])
-        meta = kafka_admin(s).list_topics(s.topic_raw, timeout=10).topics[s.topic_raw]
-        leaders = Counter(p.leader for p in meta.partitions.values())
-        victim = cluster_profile.brokers[leaders.most_common(1)[0][0] - 1]
+        broker = cluster_profile.brokers[_victim_id(s, victim) - 1]
         with BackgroundProducer(s, pairs[200:], rate=800):
             wait_for(lambda: _applied(s) > 1500, 180, "a first share under ingest")
-            os.kill(victim.proc.pid() or 0, signal.SIGKILL)
+            os.kill(broker.proc.pid() or 0, signal.SIGKILL)
         _finish(s, workers)
     cluster_profile.up()  # the killed broker comes back for the tests after this one
 
