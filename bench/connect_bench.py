@@ -14,6 +14,12 @@ Cases, all POSTs of the Connect protocol over HTTP/1.1 keep-alive connections:
 - hot path, uncached: TopMentions over the last hour with a different `start` nanosecond on every
   request (wrk's Lua), so each one misses the cache and is read from Redis.
 - ClickHouse path, uncached: EngagementSummary (ClickHouse only) over 12 closed hours, likewise.
+- the uncached case's question with a fixed `start`, so answered from the cache after the first.
+- the uncached question asked of ClickHouse directly: the SQL the service runs for TopMentions over
+  the same hour when it reads raw rows (query_service.marts.top_entities over stg_tweets), POSTed
+  to ClickHouse's HTTP interface by wrk with the same connections as the uncached hot path, so
+  the two latencies compare like for like (issue 19: the gain of the hot path and of the cache
+  over ClickHouse, at the same concurrency, in one run).
 Server CPU per call is read from /proc for the server's process group, wrk's from wait4.
 """
 
@@ -51,6 +57,8 @@ class Case:
     body: bytes  # with `unique`, a template whose `%09d` each request fills differently
     unique: bool = False
     connections: int | None = None  # None: the run's --connections
+    url: str | None = None  # a whole URL instead of the service's method path (ClickHouse direct)
+    headers: tuple[tuple[str, str], ...] = (("x-api-key", BENCH_API_KEY),)
 
 
 def cases(now: float) -> dict[str, Case]:
@@ -62,21 +70,41 @@ def cases(now: float) -> dict[str, Case]:
                        trending_request()),
         "uncached": Case("Connect JSON, hot path, uncached", "TopMentions", JSON,
                          f'{{"start":"{_iso(hour - 3600)}.%09dZ","limit":10}}'.encode(), unique=True),
+        "mentions": Case("Connect JSON, same question, cached", "TopMentions", JSON,
+                         f'{{"start":"{_iso(hour - 3600)}Z","limit":10}}'.encode()),
         "clickhouse": Case("Connect JSON, ClickHouse, uncached", "EngagementSummary", JSON,
                            f'{{"start":"{_iso(hour - 13 * 3600)}.%09dZ",'
                            f'"end":"{_iso(hour - 3600)}Z"}}'.encode(), unique=True, connections=8),
     }
 
 
+def direct_case(settings: Settings, now: float) -> Case:
+    """The uncached case's question (top mentions since the last hour's start) as the SQL the
+    service runs when it reads raw rows, for ClickHouse's HTTP interface (`param_*` binds)."""
+    from urllib.parse import urlencode
+
+    from query_service.marts import top_entities
+    from query_service.planner import Part, Source
+
+    hour = int(now) // 3600 * 3600
+    query = top_entities("mention", [Part(Source.RAW, hour - 3600, hour + 3600, 0)], 10)
+    params = {f"param_{k}": v for k, v in query.params.items()}
+    params["database"] = settings.clickhouse_database
+    return Case("ClickHouse direct SQL, same question", "", "text/plain", query.sql.encode(),
+                url=f"{settings.clickhouse_http_url}/?{urlencode(params)}",
+                headers=(("X-ClickHouse-User", settings.clickhouse_user),
+                         ("X-ClickHouse-Key", settings.clickhouse_password)))
+
+
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def lua(case: Case, key: str) -> str:
+def lua(case: Case) -> str:
     """wrk's script: the request, and a `done` that prints the figures as one JSON line."""
     body = "".join(f"\\{b}" for b in case.body)  # decimal escapes: binary-safe in Lua
     lines = ['wrk.method = "POST"', f'wrk.headers["Content-Type"] = "{case.content_type}"',
-             f'wrk.headers["x-api-key"] = "{key}"']
+             *(f'wrk.headers["{name}"] = "{value}"' for name, value in case.headers)]
     if case.unique:
         lines += ["local n, threads = 0, 0",  # `id` is set per thread by setup()
                   "function setup(thread) threads = threads + 1; thread:set('id', threads) end",
@@ -106,10 +134,10 @@ def run_wrk(wrk: str, url: str, case: Case, seconds: float, connections: int,
     """wrk for `seconds` on one thread (the other core is the server's), its figures with the
     server's and wrk's CPU per call."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
-        script.write(lua(case, BENCH_API_KEY))
+        script.write(lua(case))
         script.flush()
         cmd = [wrk, "-t1", f"-c{case.connections or connections}", f"-d{seconds:g}s",
-               "--latency", "-s", script.name, f"{url}{prefix}/{case.method}"]
+               "--latency", "-s", script.name, case.url or f"{url}{prefix}/{case.method}"]
         before = group_cpu_seconds(server_pgid)
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdout is not None
@@ -128,9 +156,10 @@ def run_wrk(wrk: str, url: str, case: Case, seconds: float, connections: int,
 
 
 def post(url: str, case: Case, body: bytes | None = None) -> bytes:
-    request = urllib.request.Request(f"{url}/{SERVICE}/{case.method}", data=body or case.body,
+    request = urllib.request.Request(case.url or f"{url}/{SERVICE}/{case.method}",
+                                     data=body or case.body,
                                      headers={"Content-Type": case.content_type,
-                                              "x-api-key": BENCH_API_KEY})
+                                              **dict(case.headers)})
     with urllib.request.urlopen(request, timeout=30) as response:
         return response.read()
 
@@ -222,14 +251,21 @@ def run_connect(settings: Settings, args: argparse.Namespace) -> ConnectRun:
                                 args.wrk_connections, proc.pid, prefix))
             finally:
                 _stop(floor)
-        for name in ("uncached", "clickhouse"):
-            post(url, all_cases[name], all_cases[name].body % 0)  # fails loudly if it cannot answer
+        for name in ("uncached", "mentions", "clickhouse"):
+            case = all_cases[name]  # a first call fails loudly if the service cannot answer it
+            post(url, case, case.body % 0 if case.unique else None)
             loads.append(os.getloadavg()[0])
             runs[f"service:{name}"] = [run_wrk(wrk, url, all_cases[name], args.wrk_seconds,
                                                args.wrk_connections, server.pid)]
+        direct = direct_case(settings, time.time())
+        post(url, direct)  # fails loudly if ClickHouse cannot answer
+        loads.append(os.getloadavg()[0])
+        runs["direct"] = [run_wrk(wrk, url, direct, args.wrk_seconds, args.wrk_connections,
+                                  server.pid)]
     finally:
         _stop(server)
     names = {k: (all_cases[k.split(":")[1]].name if k.startswith("service:")
+                 else direct.name if k == "direct"
                  else f"{k.split(':')[0]}, {k.split(':')[1]} (no-op)") for k in runs}
     return ConnectRun([merge(names[k], v) for k, v in runs.items()], loads,
                       {names[k]: [r.p99_ms for r in v] for k, v in runs.items()})
@@ -256,6 +292,18 @@ def verdict(results: list[Result]) -> tuple[bool, str]:
                 f"{json_hot.errors} errors")
 
 
+def print_gains(results: list[Result], args: argparse.Namespace) -> None:
+    """How much lower the hot path's p50 is than ClickHouse's for the same question, at the same
+    wrk connections, uncached and from the cache."""
+    by_name = {r.name: r for r in results}
+    direct = by_name["ClickHouse direct SQL, same question"]
+    for name in ("Connect JSON, hot path, uncached", "Connect JSON, same question, cached"):
+        r = by_name[name]
+        print(f"{name}: p50 {100 * (1 - r.p50_ms / direct.p50_ms):.1f}% below ClickHouse direct "
+              f"({r.p50_ms:.2f} vs {direct.p50_ms:.2f} ms, {args.wrk_connections} connections "
+              f"each; req/s {r.rps:,.0f} vs {direct.rps:,.0f})")
+
+
 def report(run: ConnectRun, args: argparse.Namespace) -> None:
     results, loads = run.results, run.loads
     print(f"\n{'Connect path (wrk)':<38} {'requests':>9} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
@@ -266,6 +314,7 @@ def report(run: ConnectRun, args: argparse.Namespace) -> None:
         for name, values in run.round_p99.items() if len(values) > 1))
     ok, text = verdict(results)
     print(f"\n{'PASS' if ok else 'FAIL'}  {text}")
+    print_gains(results, args)
     print(f"(server processes: {args.processes}; wrk: 1 thread, {args.wrk_connections} "
           f"connections (8 for ClickHouse), {args.wrk_seconds:g} s per run, cached cases in "
           f"{args.connect_rounds} alternating rounds with the floor; 1-min load average "

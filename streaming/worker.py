@@ -81,6 +81,7 @@ class Worker:
         self.processor = BatchProcessor(settings, stopper=self.stopper, topic_id=topic)
         self.totals = BatchResult()
         self.batches = 0  # numbers this worker's batches in its log lines
+        self._window_start = time.monotonic()  # when the batch window being collected opened
         self._fatal: KafkaError | None = None  # a fatal consumer error: renew the consumer
         self.heal = HealMonitor(settings, self._committed)
 
@@ -129,16 +130,23 @@ class Worker:
                 if tp.offset >= 0}
 
     def _collect(self) -> list[Record]:
-        """Up to batch_size messages, or what arrived within batch_ms."""
-        deadline = time.monotonic() + self.options.batch_ms / 1000
+        """Up to batch_size messages, or what arrived within batch_ms of the previous batch's
+        collection ending. The window opens when the previous one closed, not when processing
+        ends: messages that arrived while a batch was being applied have already waited, so a
+        message waits at most batch_ms plus one batch's processing before it is applied (from
+        the start of collection it was batch_ms plus two: freshness p99 1.08 s at 10,000/s,
+        `tweetflow bench freshness`). A window that closed during processing takes only what
+        is already fetched, up to batch_size."""
+        deadline = self._window_start + self.options.batch_ms / 1000
         records: list[Record] = []
         while len(records) < self.options.batch_size and not self.stopper.stopped:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            messages = self.consumer.consume(
-                min(1000, self.options.batch_size - len(records)), timeout=remaining)
+            want = min(1000, self.options.batch_size - len(records))
+            messages = self.consumer.consume(want, timeout=max(0.0, remaining))
             records.extend(r for m in messages if (r := self._record(m)) is not None)
+            if remaining <= 0 and len(messages) < want:
+                break
+        self._window_start = time.monotonic()
         return records
 
     def _record(self, message: Message) -> Record | None:
