@@ -21,6 +21,7 @@ from dagster import (
 from analytics_pipeline.ingestion import HOT_AGGREGATES_KEY
 from analytics_pipeline.resources import TweetflowResource
 from tweetflow.hot_keys import bucket_start, tweets_key
+from tweetflow.platforms import PLATFORMS
 
 STG_TWEETS = AssetKey("stg_tweets")
 TWEET_VOLUME_HOURLY = AssetKey("tweet_volume_hourly")
@@ -124,13 +125,17 @@ def count_mismatches(redis_counts: Mapping[int, int], clickhouse_counts: Mapping
 
 
 @asset_check(asset=HOT_AGGREGATES_KEY, name="matches_clickhouse_closed_minutes", description=(
-    "For each closed minute of the last hour, Redis's Tweet count (tf:n:m:{bucket}) equals the "
-    "live Tweets ClickHouse staging has for that minute."))
+    "For each closed minute of the last hour, Redis's Tweet count (tf:n:m:{bucket}, summed over "
+    "the platforms) equals the live Tweets ClickHouse staging has for that minute."))
 def matches_clickhouse_closed_minutes(tweetflow: TweetflowResource) -> AssetCheckResult:
     settings = tweetflow.settings
     minutes = closed_minutes(time.time(), min(AGREEMENT_MINUTES, settings.hot_horizon_hours * 60))
-    values = tweetflow.redis().mget([tweets_key(settings.redis_prefix, "m", b) for b in minutes])
-    hot = {b: int(v) for b, v in zip(minutes, values, strict=True) if v is not None}
+    values = tweetflow.redis().mget([tweets_key(settings.redis_prefix, "m", b, platform=p)
+                                     for b in minutes for p in PLATFORMS])
+    hot: dict[int, int] = {}
+    for b, v in zip((b for b in minutes for _ in PLATFORMS), values, strict=True):
+        if v is not None:
+            hot[b] = hot.get(b, 0) + int(v)
     client = tweetflow.clickhouse()
     try:
         cold = dict(client.query(

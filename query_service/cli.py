@@ -7,9 +7,11 @@ the path that answered it.
     tweetflow query volume --start -6h --granularity hour
     tweetflow query user @jack --start -7d
     tweetflow query engagement --start -1d
+    tweetflow query trending --platform bluesky
 
 Times are ISO-8601 (UTC unless an offset is given), `now`, or relative to now (-15m, -6h, -7d;
-floored to the minute). Options go after the question (`tweetflow query trending --addr ...`).
+floored to the minute). Options go after the question (`tweetflow query trending --addr ...`);
+`--platform x` or `--platform bluesky` counts one platform's posts (default: every platform's).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tweetflow.command_line import ArgumentParser
+from tweetflow.platforms import PLATFORMS
 from tweetflow.v1 import analytics_pb2 as pb
 from tweetflow.v1 import analytics_pb2_grpc as pb_grpc
 
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the first of TWEETFLOW_API_KEYS, or the key file in the data dir)")
     common.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     common.add_argument("--json", action="store_true", help="print the response as JSON")
+    common.add_argument("--platform", choices=PLATFORMS, default=None,
+                        help="count only this platform's posts (default: every platform)")
     ranged = argparse.ArgumentParser(add_help=False, parents=[common])
     ranged.add_argument("--start", type=parse_time, default="-24h",
                         help="start of the range: ISO-8601 time, or relative like -6h, -2d")
@@ -119,6 +124,13 @@ def _range(args: argparse.Namespace) -> dict[str, Timestamp]:
 
 def request_for(args: argparse.Namespace) -> tuple[str, Message]:
     """The RPC name and request message for the parsed question."""
+    method, request = _question(args)
+    if args.platform:
+        request.platform = args.platform  # type: ignore[attr-defined]  # every request has it
+    return method, request
+
+
+def _question(args: argparse.Namespace) -> tuple[str, Message]:
     if args.kind == "trending":
         return "TrendingHashtags", pb.TrendingHashtagsRequest(
             window=Duration(seconds=args.window), limit=args.limit)

@@ -9,7 +9,7 @@ restart, evictions) discards the data with HotTierChanged instead of answering f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -24,9 +24,12 @@ from tweetflow.clients import redis_async_client
 from tweetflow.settings import Settings
 
 GRAIN_LETTER = {MINUTE: "m", HOUR: "h"}
-# Over several shards each returns its top limit * TOP_DEPTH: deep enough that no member outside
-# them can reach the top (top_merge.tput's stopping rule), so one round trip usually answers.
-TOP_DEPTH = 3
+# Over several shards each returns its top limit * TOP_DEPTH. Deeper lists let top_merge.tput's
+# stopping rule answer in one round trip more often, but each shard's script then reads every
+# member above (depth-th best sum) / keys, which for an hour of minute buckets is most of the
+# long tail: on a 6-shard cluster of 3 masters on this 2-core machine, TOP_DEPTH 3 took 23 ms a
+# question in one round trip, 1 took 12 ms in two (`python -m bench.hot_cluster_bench`).
+TOP_DEPTH = 1
 
 
 class HotStoreUnavailable(Exception):
@@ -73,11 +76,6 @@ def connect(settings: Settings, **overrides: object) -> aioredis.Redis:
     return redis_async_client(settings, **options)
 
 
-def bucket_keys(parts: Iterable[Part], key_of) -> list[tuple[int, str]]:
-    """(bucket start, key) for every bucket of the HOT parts; `key_of(grain_letter, bucket)`."""
-    return [(b, key_of(GRAIN_LETTER[p.grain], b)) for p in parts for b in p.buckets()]
-
-
 class HotStore:
     """The hot aggregates of one key prefix, summed over its shards (tweetflow/hot_keys.py): one
     round trip per read (the shards' commands in one pipeline, which a cluster client sends to
@@ -88,18 +86,19 @@ class HotStore:
         self.prefix = prefix
         self.shards = shards
 
-    def _dim_keys(self, dim: str, parts: Iterable[Part], shard: int = 0) -> list[tuple[int, str]]:
-        return bucket_keys(parts, lambda g, b: hot_keys.dimension_key(self.prefix, dim, g, b,
-                                                                      shard))
+    def _shard_keys(self, dim: str, parts: Sequence[Part],
+                    platforms: tuple[str, ...]) -> list[list[str]]:
+        """Per shard, the keys of every bucket of the parts, each bucket's platforms in a row."""
+        return [[hot_keys.dimension_key(self.prefix, dim, GRAIN_LETTER[p.grain], b, n, platform)
+                 for p in parts for b in p.buckets() for platform in platforms]
+                for n in range(self.shards)]
 
-    def _shard_keys(self, dim: str, parts: Sequence[Part]) -> list[list[str]]:
-        """Per shard, the keys of every bucket of the parts."""
-        return [[k for _, k in self._dim_keys(dim, parts, n)] for n in range(self.shards)]
-
-    async def top(self, dim: str, parts: Sequence[Part],
-                  limit: int | None) -> list[tuple[str, int]]:
+    async def top(self, dim: str, parts: Sequence[Part], limit: int | None, *,
+                  platforms: Sequence[str] | None = None) -> list[tuple[str, int]]:
         """Members of `dim` by summed count over the parts' buckets, highest first, ties by member
         ascending (byte order, as ClickHouse sorts strings); all of them when `limit` is None.
+        `platforms`: those counted (None: all, tweetflow.hot_keys.selected_platforms); their keys
+        of a shard are read together by its script, as if they were more buckets.
 
         A shard's top is found server-side by one script (`_SHARD_TOP`, Fagin's threshold
         algorithm over the shard's bucket keys: the keys' own tops, then every member that can
@@ -107,7 +106,7 @@ class HotStore:
         ZUNIONSTORE of an hour of minute buckets merged ~40,000 (4 ms of the server's time).
         Over several shards the top `limit` is merged exactly with TPUT (query_service.top_merge).
         """
-        keys = self._shard_keys(dim, parts)
+        keys = self._shard_keys(dim, parts, hot_keys.selected_platforms(platforms))
         if not keys[0]:
             return []
         if limit is None:  # every member: every count must be read anyway
@@ -134,13 +133,13 @@ class HotStore:
         return [{reply[i].decode(): int(reply[i + 1]) for i in range(0, len(reply), 2)}
                 for reply in replies]
 
-    async def scores(self, dim: str, members: Sequence[str],
-                     parts: Sequence[Part]) -> dict[str, int]:
-        """Each member's count in `dim`, summed over the parts' buckets (and the shards): one
-        script per shard sums its keys' ZMSCORE server-side (a command per key and shard would
-        cost ~15 µs each to send and parse)."""
+    async def scores(self, dim: str, members: Sequence[str], parts: Sequence[Part], *,
+                     platforms: Sequence[str] | None = None) -> dict[str, int]:
+        """Each member's count in `dim`, summed over the parts' buckets, the platforms (None: all)
+        and the shards: one script per shard sums its keys' ZMSCORE server-side (a command per
+        key and shard would cost ~15 µs each to send and parse)."""
         totals = dict.fromkeys(members, 0)
-        keys = self._shard_keys(dim, parts)
+        keys = self._shard_keys(dim, parts, hot_keys.selected_platforms(platforms))
         if not members or not keys[0]:
             return totals
         async with self.client.pipeline(transaction=False) as pipe:
@@ -152,58 +151,72 @@ class HotStore:
                 totals[member] += int(score)
         return totals
 
-    async def series(self, dim: str, member: str, parts: Sequence[Part]) -> dict[int, int]:
-        """Bucket start -> the member's count in `dim`, for every bucket of the parts."""
-        buckets = [b for b, _ in self._dim_keys(dim, parts)]
+    async def series(self, dim: str, member: str, parts: Sequence[Part], *,
+                     platforms: Sequence[str] | None = None) -> dict[int, int]:
+        """Bucket start -> the member's count in `dim` (summed over `platforms`, None: all), for
+        every bucket of the parts."""
+        selected = hot_keys.selected_platforms(platforms)
+        buckets = [b for p in parts for b in p.buckets()]
         if not buckets:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:
-            for shard_keys in self._shard_keys(dim, parts):
+            for shard_keys in self._shard_keys(dim, parts, selected):
                 pipe.eval(_SCORE_PER_KEY, len(shard_keys), *shard_keys, member)
             replies = await _execute(pipe)
-        return {b: sum(int(reply[i]) for reply in replies) for i, b in enumerate(buckets)}
+        width = len(selected)
+        return {b: sum(int(score) for reply in replies
+                       for score in reply[i * width:(i + 1) * width])
+                for i, b in enumerate(buckets)}
 
-    async def volume(self, parts: Sequence[Part]) -> dict[int, VolumeRow]:
-        """Bucket start -> Tweets, by language and by kind, for every bucket of the parts."""
-        buckets = [b for b, _ in bucket_keys(parts, lambda g, b: "")]
+    async def volume(self, parts: Sequence[Part], *,
+                     platforms: Sequence[str] | None = None) -> dict[int, VolumeRow]:
+        """Bucket start -> Tweets, by language and by kind, summed over `platforms` (None: all),
+        for every bucket of the parts: one script per shard (`_VOLUME`) sums a bucket's
+        platforms server-side."""
+        selected = hot_keys.selected_platforms(platforms)
+        buckets = [(GRAIN_LETTER[p.grain], b) for p in parts for b in p.buckets()]
         if not buckets:
             return {}
         async with self.client.pipeline(transaction=False) as pipe:
             for n in range(self.shards):
-                counts = bucket_keys(parts, lambda g, b, n=n: hot_keys.tweets_key(
-                    self.prefix, g, b, n))
-                langs, kinds = self._dim_keys("lang", parts, n), self._dim_keys("kind", parts, n)
-                for (_, count), (_, lang), (_, kind) in zip(counts, langs, kinds, strict=True):
-                    pipe.get(count)
-                    pipe.zrange(lang, 0, -1, withscores=True)
-                    pipe.zrange(kind, 0, -1, withscores=True)
+                keys = [key for g, b in buckets for platform in selected for key in (
+                    hot_keys.tweets_key(self.prefix, g, b, n, platform),
+                    hot_keys.dimension_key(self.prefix, "lang", g, b, n, platform),
+                    hot_keys.dimension_key(self.prefix, "kind", g, b, n, platform))]
+                pipe.eval(_VOLUME, len(keys), *keys, len(selected))
             replies = await _execute(pipe)
-        rows = {b: VolumeRow() for b in buckets}
-        for n in range(self.shards):
-            for i, bucket in enumerate(buckets):
-                count, lang, kind = replies[3 * (n * len(buckets) + i):][:3]
+        rows = {b: VolumeRow() for _, b in buckets}
+        for reply in replies:
+            for i, (_, bucket) in enumerate(buckets):
+                count, lang, kind = reply[3 * i:3 * i + 3]
                 row = rows[bucket]
-                row.count += int(count or 0)
-                for target, pairs in ((row.by_lang, lang), (row.by_kind, kind)):
-                    for m, score in pairs:
-                        target[m.decode()] = target.get(m.decode(), 0) + round(score)
+                row.count += int(count)
+                for target, flat in ((row.by_lang, lang), (row.by_kind, kind)):
+                    for j in range(0, len(flat), 2):
+                        m = flat[j].decode()
+                        target[m] = target.get(m, 0) + round(float(flat[j + 1]))
         return rows
 
-    async def newest_minute(self, now: float, lookback: int = HOUR) -> int | None:
+    async def newest_minute(self, now: float, lookback: int = HOUR, *,
+                            platforms: Sequence[str] | None = None) -> int | None:
         """The start of the newest minute within `lookback` seconds of `now` that counts Tweets
-        (one MGET of the minute keys), or None."""
+        of `platforms` (None: any; one MGET of the minute keys per shard), or None."""
+        selected = hot_keys.selected_platforms(platforms)
         newest = int(now) // MINUTE * MINUTE
         buckets = list(range(newest, newest - lookback - 1, -MINUTE))
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for n in range(self.shards):  # MGET needs its keys in one slot: one per shard
                     pipe.execute_command(  # (a cluster pipeline refuses the mget() helper)
-                        "MGET", *(hot_keys.tweets_key(self.prefix, "m", b, n) for b in buckets))
+                        "MGET", *(hot_keys.tweets_key(self.prefix, "m", b, n, platform)
+                                  for b in buckets for platform in selected))
                 replies = await pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise HotStoreUnavailable(str(exc) or type(exc).__name__) from exc
+        width = len(selected)
         return next((b for i, b in enumerate(buckets)
-                     if sum(int(counts[i] or 0) for counts in replies) > 0), None)
+                     if sum(int(c or 0) for counts in replies
+                            for c in counts[i * width:(i + 1) * width]) > 0), None)
 
 
 async def _execute(pipe) -> list:
@@ -227,7 +240,10 @@ async def _execute(pipe) -> list:
     return replies[:len(replies) - len(guard.keys)]
 
 
-# KEYS: one shard's bucket keys. ARGV: a mode, then its arguments; replies member, sum, ...
+# KEYS: one shard's bucket keys (a bucket's platforms are more keys); those missing are left out
+# (they hold nothing: n counts the keys that exist, so a platform without data costs one EXISTS
+# a key and does not lower the floor tau / n).
+# ARGV: a mode, then its arguments; replies member, sum, ...
 # - top K: the members whose sum over the keys is at least the K-th best (so the shard's top K,
 #   ties included), found with Fagin's threshold algorithm: the keys' own top K give a K-th sum
 #   tau that is at most the true one; a member summing tau or more counts tau / #keys or more in
@@ -235,11 +251,16 @@ async def _execute(pipe) -> list:
 # - atleast T: every member whose sum is at least T (the same bound: T / #keys in some key).
 # - sums m...: the sums of these members (absent: left out).
 _SHARD_TOP = """
-local n, mode = #KEYS, ARGV[1]
+local keys = {}
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then keys[#keys + 1] = key end
+end
+local n, mode = #keys, ARGV[1]
+if n == 0 then return {} end
 local function sums(members)
   local total = {}
   for i = 1, #members do total[i] = 0 end
-  for _, key in ipairs(KEYS) do
+  for _, key in ipairs(keys) do
     for j = 1, #members, 500 do
       local got = redis.call('ZMSCORE', key, unpack(members, j, math.min(j + 499, #members)))
       for i = 1, #got do
@@ -259,7 +280,7 @@ local function union(lists, seen, out)
 end
 local function above(floor, seen, out)  -- members counting `floor` or more in some key
   local lists = {}
-  for _, key in ipairs(KEYS) do
+  for _, key in ipairs(keys) do
     lists[#lists + 1] = redis.call('ZREVRANGEBYSCORE', key, '+inf', floor)
   end
   return union(lists, seen, out)
@@ -282,7 +303,7 @@ local seen, members = {}, {}
 local at_least = tonumber(ARGV[2])
 if mode == 'top' then
   local k, lists = at_least, {}
-  for _, key in ipairs(KEYS) do lists[#lists + 1] = redis.call('ZREVRANGE', key, 0, k - 1) end
+  for _, key in ipairs(keys) do lists[#lists + 1] = redis.call('ZREVRANGE', key, 0, k - 1) end
   union(lists, seen, members)
   local total = sums(members)
   table.sort(total, function(a, b) return a > b end)
@@ -307,5 +328,30 @@ return sums
 _SCORE_PER_KEY = """
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = tonumber(redis.call('ZSCORE', key, ARGV[1]) or '0') end
+return out
+"""
+# KEYS: per bucket, per platform, its Tweets', languages' and kinds' keys. ARGV[1]: platforms.
+# Replies per bucket: its Tweets, then {lang, count, ...} and {kind, count, ...}, summed over the
+# platforms (ZUNION; one key: ZRANGE).
+_VOLUME = """
+local call, width, out = redis.call, 3 * tonumber(ARGV[1]), {}
+local function union(keys)
+  if #keys == 1 then return call('ZRANGE', keys[1], 0, -1, 'WITHSCORES') end
+  local args = {'ZUNION', #keys}
+  for _, key in ipairs(keys) do args[#args + 1] = key end
+  args[#args + 1] = 'WITHSCORES'
+  return call(unpack(args))
+end
+for i = 1, #KEYS, width do
+  local count, langs, kinds = 0, {}, {}
+  for j = i, i + width - 1, 3 do
+    count = count + tonumber(call('GET', KEYS[j]) or '0')
+    langs[#langs + 1] = KEYS[j + 1]
+    kinds[#kinds + 1] = KEYS[j + 2]
+  end
+  out[#out + 1] = count
+  out[#out + 1] = union(langs)
+  out[#out + 1] = union(kinds)
+end
 return out
 """

@@ -4,6 +4,8 @@ Every value that comes from a request travels as a server-side parameter (`{name
 placeholders, clickhouse-connect `parameters=`); the only text formatted into SQL is table and
 column names from the constants below. One plan's ClickHouse parts become one query: a
 `UNION ALL` of one SELECT per part, aggregated once, so a split range costs one round trip.
+Every builder takes `platform` (None: every platform's rows); the marts and `stg_tweets` all have
+a `platform` column, so one predicate serves both.
 """
 
 from __future__ import annotations
@@ -99,9 +101,18 @@ def _mart(table_by_grain: Mapping[int, tuple[str, str]], part: Part) -> tuple[st
     return table_by_grain[part.grain]
 
 
+def _on(platform: str | None, params: dict[str, Any]) -> str:
+    """` AND` the row is of `platform` (a parameter); nothing for every platform (None)."""
+    if platform is None:
+        return ""
+    params["platform"] = platform
+    return " AND platform = {platform:String}"
+
+
 # --- the queries, one per kind of answer ------------------------------------------------------
 
-def top_entities(entity_type: str, parts: Sequence[Part], limit: int | None) -> Query:
+def top_entities(entity_type: str, parts: Sequence[Part], limit: int | None, *,
+                 platform: str | None = None) -> Query:
     """Entity -> Tweets over the parts, highest first, ties by entity ascending."""
     params: dict[str, Any] = {}
     selects = []
@@ -110,16 +121,18 @@ def top_entities(entity_type: str, parts: Sequence[Part], limit: int | None) -> 
             table, col = _mart(ENTITY_MARTS, p)
             params["et"] = entity_type
             selects.append(f"SELECT entity AS k, toUInt64(count_tweets) AS c FROM {table} "
-                           f"WHERE entity_type = {{et:String}} AND {_range(p, i, col, params)}")
+                           f"WHERE entity_type = {{et:String}} AND {_range(p, i, col, params)}"
+                           f"{_on(platform, params)}")
         else:
             arr = RAW_ENTITY_COLUMNS[entity_type]
             selects.append(f"SELECT e AS k, toUInt64(1) AS c FROM {STG_TWEETS} "
                            f"ARRAY JOIN arrayDistinct({arr}) AS e "
-                           f"WHERE {_range(p, i, 'created_at', params)}")
+                           f"WHERE {_range(p, i, 'created_at', params)}{_on(platform, params)}")
     return _ranked(selects, params, limit)
 
 
-def top_authors(parts: Sequence[Part], limit: int | None) -> Query:
+def top_authors(parts: Sequence[Part], limit: int | None, *,
+                platform: str | None = None) -> Query:
     """Author -> Tweets over the parts. Authors are named as in Redis's `author` dimension
     (streaming.normalize.author_member): the lower-cased handle, `id:<author_id>` when the handle
     is unknown; Tweets without an author (author_id 0) are not counted."""
@@ -129,10 +142,12 @@ def top_authors(parts: Sequence[Part], limit: int | None) -> Query:
         if p.source is Source.MART:
             table, col = USER_ACTIVITY_MART
             selects.append(f"SELECT {_AUTHOR} AS k, toUInt64(count_tweets) AS c FROM {table} "
-                           f"WHERE author_id != 0 AND {_range(p, i, col, params)}")
+                           f"WHERE author_id != 0 AND {_range(p, i, col, params)}"
+                           f"{_on(platform, params)}")
         else:
             selects.append(f"SELECT {_AUTHOR} AS k, toUInt64(1) AS c FROM {STG_TWEETS} "
-                           f"WHERE author_id != 0 AND {_range(p, i, 'created_at', params)}")
+                           f"WHERE author_id != 0 AND {_range(p, i, 'created_at', params)}"
+                           f"{_on(platform, params)}")
     return _ranked(selects, params, limit)
 
 
@@ -147,7 +162,8 @@ def _ranked(selects: list[str], params: dict[str, Any], limit: int | None) -> Qu
     return Query(sql, params)
 
 
-def entity_scores(entity_type: str, members: Sequence[str], parts: Sequence[Part]) -> Query:
+def entity_scores(entity_type: str, members: Sequence[str], parts: Sequence[Part], *,
+                  platform: str | None = None) -> Query:
     """Each of `members` -> its Tweets over the parts (members with none are absent)."""
     params: dict[str, Any] = {"members": list(members)}
     selects = []
@@ -158,17 +174,18 @@ def entity_scores(entity_type: str, members: Sequence[str], parts: Sequence[Part
             selects.append(f"SELECT entity AS k, toUInt64(count_tweets) AS c FROM {table} "
                            f"WHERE entity_type = {{et:String}} "
                            f"AND has({{members:Array(String)}}, entity) "
-                           f"AND {_range(p, i, col, params)}")
+                           f"AND {_range(p, i, col, params)}{_on(platform, params)}")
         else:
             arr = RAW_ENTITY_COLUMNS[entity_type]
             selects.append(f"SELECT e AS k, toUInt64(1) AS c FROM {STG_TWEETS} "
                            f"ARRAY JOIN arrayDistinct({arr}) AS e "
                            f"WHERE {_range(p, i, 'created_at', params)} "
-                           f"AND has({{members:Array(String)}}, e)")
+                           f"AND has({{members:Array(String)}}, e){_on(platform, params)}")
     return Query(f"SELECT k, sum(c) FROM (\n{_union(selects)}\n) GROUP BY k", params)
 
 
-def entity_series(entity_type: str, entity: str, parts: Sequence[Part], grain: int) -> Query:
+def entity_series(entity_type: str, entity: str, parts: Sequence[Part], grain: int, *,
+                  platform: str | None = None) -> Query:
     """Bucket start (epoch seconds, width `grain`) -> Tweets with the entity."""
     params: dict[str, Any] = {"e": entity, "g": grain}
     selects = []
@@ -178,17 +195,18 @@ def entity_series(entity_type: str, entity: str, parts: Sequence[Part], grain: i
             params["et"] = entity_type
             selects.append(f"SELECT {_epoch(p, col)} AS t, toUInt64(count_tweets) AS c "
                            f"FROM {table} WHERE entity_type = {{et:String}} "
-                           f"AND entity = {{e:String}} AND {_range(p, i, col, params)}")
+                           f"AND entity = {{e:String}} AND {_range(p, i, col, params)}"
+                           f"{_on(platform, params)}")
         else:
             arr = RAW_ENTITY_COLUMNS[entity_type]
             selects.append(f"SELECT {_epoch(p, 'created_at')} AS t, toUInt64(1) AS c "
                            f"FROM {STG_TWEETS} WHERE has({arr}, {{e:String}}) "
-                           f"AND {_range(p, i, 'created_at', params)}")
+                           f"AND {_range(p, i, 'created_at', params)}{_on(platform, params)}")
     return Query(f"SELECT intDiv(t, {{g:UInt32}}) * {{g:UInt32}} AS b, sum(c) "
                  f"FROM (\n{_union(selects)}\n) GROUP BY b", params)
 
 
-def volume(parts: Sequence[Part], grain: int) -> Query:
+def volume(parts: Sequence[Part], grain: int, *, platform: str | None = None) -> Query:
     """(bucket start, lang, kind) -> Tweets."""
     params: dict[str, Any] = {"g": grain}
     selects = []
@@ -197,17 +215,17 @@ def volume(parts: Sequence[Part], grain: int) -> Query:
             table, col = _mart(VOLUME_MARTS, p)
             selects.append(f"SELECT {_epoch(p, col)} AS t, toString(lang) AS l, "
                            f"toString(kind) AS k, toUInt64(count_tweets) AS c FROM {table} "
-                           f"WHERE {_range(p, i, col, params)}")
+                           f"WHERE {_range(p, i, col, params)}{_on(platform, params)}")
         else:
             selects.append(f"SELECT {_epoch(p, 'created_at')} AS t, toString(lang) AS l, "
                            f"toString(kind) AS k, toUInt64(1) AS c FROM {STG_TWEETS} "
-                           f"WHERE {_range(p, i, 'created_at', params)}")
+                           f"WHERE {_range(p, i, 'created_at', params)}{_on(platform, params)}")
     return Query(f"SELECT intDiv(t, {{g:UInt32}}) * {{g:UInt32}} AS b, l, k, sum(c) "
                  f"FROM (\n{_union(selects)}\n) GROUP BY b, l, k", params)
 
 
 def user_activity(parts: Sequence[Part], grain: int, *, handle: str | None = None,
-                  author_id: int | None = None) -> Query:
+                  author_id: int | None = None, platform: str | None = None) -> Query:
     """Bucket start -> the author's (tweets, originals, retweets, replies, quotes)."""
     params: dict[str, Any] = {"g": grain}
     if author_id:
@@ -216,6 +234,7 @@ def user_activity(parts: Sequence[Part], grain: int, *, handle: str | None = Non
     else:
         params["h"] = handle or ""
         who = "lower(author_handle) = {h:String}"
+    who += _on(platform, params)
     selects = []
     for i, p in enumerate(parts):
         if p.source is Source.MART:
@@ -242,7 +261,7 @@ _RAW_ENGAGEMENT = ("1", "kind = 'reply'", "kind = 'retweet'", "kind = 'quote'", 
                    "retweet_count", "reply_count", "quote_count")
 
 
-def engagement(parts: Sequence[Part]) -> Query:
+def engagement(parts: Sequence[Part], *, platform: str | None = None) -> Query:
     """One row: the ENGAGEMENT_COLUMNS summed over the parts."""
     params: dict[str, Any] = {}
     selects = []
@@ -250,12 +269,13 @@ def engagement(parts: Sequence[Part]) -> Query:
         if p.source is Source.MART:
             table, col = ENGAGEMENT_MART
             cols = ", ".join(f"toUInt64({c}) AS {c}" for c in ENGAGEMENT_COLUMNS)
-            selects.append(f"SELECT {cols} FROM {table} WHERE {_range(p, i, col, params)}")
+            selects.append(f"SELECT {cols} FROM {table} WHERE {_range(p, i, col, params)}"
+                           f"{_on(platform, params)}")
         else:
             cols = ", ".join(f"toUInt64({e}) AS {c}"
                              for e, c in zip(_RAW_ENGAGEMENT, ENGAGEMENT_COLUMNS, strict=True))
             selects.append(f"SELECT {cols} FROM {STG_TWEETS} "
-                           f"WHERE {_range(p, i, 'created_at', params)}")
+                           f"WHERE {_range(p, i, 'created_at', params)}{_on(platform, params)}")
     sums = ", ".join(f"sum({c})" for c in ENGAGEMENT_COLUMNS)
     return Query(f"SELECT {sums} FROM (\n{_union(selects)}\n)", params)
 

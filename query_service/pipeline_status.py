@@ -2,7 +2,8 @@
 
 The consumer group's lag comes from Kafka (streaming.offsets.group_lag: the topic's high
 watermarks and the group's committed offsets, which the consumers commit only after every sink
-flushed); the newest minute with Tweets from the hot aggregates in Redis. Kafka's client is
+flushed), one topic for every platform; the newest minute with Tweets (of the request's platform,
+or any) from the hot aggregates in Redis. Kafka's client is
 synchronous and a look-up opens two clients (~20-50 ms here), so it runs in a thread of its own;
 the answer goes through the result cache like any other (2 s, a range touching the current
 minute), so a dashboard polling every few seconds costs one look-up per cache lifetime.
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from query_service import validation
 from query_service.errors import QueryError, Status
 from query_service.hot_store import HotStore, HotStoreUnavailable
 from streaming.offsets import PartitionLag, group_lag
@@ -29,8 +31,9 @@ class PipelineProbe:
         self.hot = hot
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-lag")
 
-    async def status(self, _request: pb.PipelineStatusRequest, now: float,
+    async def status(self, request: pb.PipelineStatusRequest, now: float,
                      deadline: float) -> tuple[pb.PipelineStatusResponse, int]:
+        platforms = validation.hot_platforms(validation.platform(request.platform))
         lags = await self._lags(max(0.001, deadline - time.monotonic()))
         response = pb.PipelineStatusResponse(source=pb.ANSWER_SOURCE_HOT,
                                              consumer_lag=sum(max(0, p.lag) for p in lags))
@@ -38,7 +41,7 @@ class PipelineProbe:
             response.partitions.add(partition=p.partition, high=p.high, committed=p.committed,
                                     lag=max(0, p.lag))
         try:
-            newest = await self.hot.newest_minute(now)
+            newest = await self.hot.newest_minute(now, platforms=platforms)
         except HotStoreUnavailable:
             newest = None  # the lag alone still says how far behind the consumers are
         if newest is not None:

@@ -26,6 +26,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -99,6 +100,8 @@ class Backends:
 
 
 Compute = Callable[[Any, float, float], Awaitable[tuple[Message, int]]]
+# A top-K query of query_service.marts: (parts, limit, *, platform) -> Query.
+TopQuery = Callable[..., Query]
 
 
 class AnalyticsService:
@@ -239,14 +242,15 @@ class AnalyticsService:
     async def _trending(self, request: pb.TrendingHashtagsRequest, now: float,
                         deadline: float) -> tuple[Message, int]:
         window, limit = validation.window(request), validation.limit(request.limit)
+        platform = validation.platform(request.platform)
         end = int(now) + 1  # through the current second
         start = floor_to(int(now), 60) + 60 - window
         top, source = await self._top(planner.ENTITIES, "hashtag", TimeRange(start, end), limit,
-                                      now, deadline,
-                                      lambda parts, n: marts.top_entities("hashtag", parts, n))
+                                      now, deadline, partial(marts.top_entities, "hashtag"),
+                                      platform)
         members = [m for m, _ in top]
         baseline, base_source = await self._scores(members, TimeRange(start - DAY, start), now,
-                                                   deadline)
+                                                   deadline, platform)
         windows_per_day = DAY / window
         response = pb.TrendingHashtagsResponse(source=SOURCE_ENUM[_combine(source, base_source)],
                                                start=_ts(start), end=_ts(end))
@@ -256,23 +260,24 @@ class AnalyticsService:
                                   velocity=count / max(avg, 1.0))
         return response, end
 
-    async def _scores(self, members: list[str], rng: TimeRange, now: float,
-                      deadline: float) -> tuple[dict[str, int], Source | None]:
+    async def _scores(self, members: list[str], rng: TimeRange, now: float, deadline: float,
+                      platform: str | None) -> tuple[dict[str, int], Source | None]:
         """Each hashtag's Tweets over the range (for trending baselines)."""
         if not members:
             return {}, None
         reads = await self._run(
             planner.ENTITIES, rng, None, now, deadline,
-            lambda plan: self.b.hot.scores("hashtag", members, plan.hot_parts),
-            lambda plan: marts.entity_scores("hashtag", members, plan.clickhouse_parts))
+            lambda plan: self.b.hot.scores("hashtag", members, plan.hot_parts,
+                                           platforms=validation.hot_platforms(platform)),
+            lambda plan: marts.entity_scores("hashtag", members, plan.clickhouse_parts,
+                                             platform=platform))
         totals: Counter[str] = Counter(reads.hot or {})
         for member, count in reads.rows or ():
             totals[member] += count
         return dict(totals), reads.source
 
     async def _top(self, capability: Capability, dim: str, rng: TimeRange, limit: int,
-                   now: float, deadline: float,
-                   query: Callable[[tuple, int | None], Query],
+                   now: float, deadline: float, query: TopQuery, platform: str | None,
                    ) -> tuple[list[tuple[str, int]], Source]:
         """The top `limit` members of a dimension. When the range is split between Redis and
         ClickHouse each side returns every member, so the merged ranking is exact."""
@@ -282,8 +287,9 @@ class AnalyticsService:
 
         reads = await self._run(
             capability, rng, None, now, deadline,
-            lambda plan: self.b.hot.top(dim, plan.hot_parts, each_limit(plan)),
-            lambda plan: query(plan.clickhouse_parts, each_limit(plan)))
+            lambda plan: self.b.hot.top(dim, plan.hot_parts, each_limit(plan),
+                                        platforms=validation.hot_platforms(platform)),
+            lambda plan: query(plan.clickhouse_parts, each_limit(plan), platform=platform))
         if reads.rows is None:
             return reads.hot or [], reads.source
         if reads.hot is None:
@@ -296,10 +302,12 @@ class AnalyticsService:
 
     async def _top_answer(self, request: Any, now: float, deadline: float, response: Message,
                           capability: Capability, dim: str,
-                          query: Callable[[tuple, int | None], Query]) -> tuple[Message, int]:
+                          query: TopQuery) -> tuple[Message, int]:
         rng = validation.time_range(request, now)
         limit = validation.limit(request.limit)
-        top, source = await self._top(capability, dim, rng, limit, now, deadline, query)
+        platform = validation.platform(request.platform)
+        top, source = await self._top(capability, dim, rng, limit, now, deadline, query,
+                                      platform)
         response.source = SOURCE_ENUM[source]
         for entity, count in top:
             response.entities.add(entity=entity, count=count)
@@ -309,13 +317,13 @@ class AnalyticsService:
                             deadline: float) -> tuple[Message, int]:
         return await self._top_answer(
             request, now, deadline, pb.TopMentionsResponse(), planner.ENTITIES, "mention",
-            lambda parts, n: marts.top_entities("mention", parts, n))
+            partial(marts.top_entities, "mention"))
 
     async def _top_domains(self, request: pb.TopDomainsRequest, now: float,
                            deadline: float) -> tuple[Message, int]:
         return await self._top_answer(
             request, now, deadline, pb.TopDomainsResponse(), planner.ENTITIES, "domain",
-            lambda parts, n: marts.top_entities("domain", parts, n))
+            partial(marts.top_entities, "domain"))
 
     async def _top_authors(self, request: pb.TopAuthorsRequest, now: float,
                            deadline: float) -> tuple[Message, int]:
@@ -328,10 +336,13 @@ class AnalyticsService:
         entity = validation.entity(request.entity)
         rng = validation.time_range(request, now)
         grain = validation.granularity(request.granularity, rng)
+        platform = validation.platform(request.platform)
         reads = await self._run(
             planner.ENTITIES, rng, grain, now, deadline,
-            lambda plan: self.b.hot.series(entity_type, entity, plan.hot_parts),
-            lambda plan: marts.entity_series(entity_type, entity, plan.clickhouse_parts, grain))
+            lambda plan: self.b.hot.series(entity_type, entity, plan.hot_parts,
+                                           platforms=validation.hot_platforms(platform)),
+            lambda plan: marts.entity_series(entity_type, entity, plan.clickhouse_parts, grain,
+                                             platform=platform))
         series: defaultdict[int, int] = defaultdict(int)
         for bucket, count in (reads.hot or {}).items():
             series[floor_to(bucket, grain)] += count
@@ -351,9 +362,12 @@ class AnalyticsService:
                       deadline: float) -> tuple[Message, int]:
         rng = validation.time_range(request, now)
         grain = validation.granularity(request.granularity, rng)
-        reads = await self._run(planner.VOLUME, rng, grain, now, deadline,
-                                lambda plan: self.b.hot.volume(plan.hot_parts),
-                                lambda plan: marts.volume(plan.clickhouse_parts, grain))
+        platform = validation.platform(request.platform)
+        reads = await self._run(
+            planner.VOLUME, rng, grain, now, deadline,
+            lambda plan: self.b.hot.volume(plan.hot_parts,
+                                           platforms=validation.hot_platforms(platform)),
+            lambda plan: marts.volume(plan.clickhouse_parts, grain, platform=platform))
         buckets: defaultdict[int, VolumeRow] = defaultdict(VolumeRow)
         for bucket, row in (reads.hot or {}).items():
             _add_volume(buckets[floor_to(bucket, grain)], row.count, row.by_lang, row.by_kind)
@@ -378,10 +392,11 @@ class AnalyticsService:
         rng = validation.time_range(request, now)
         grain = validation.granularity(request.granularity, rng, default=DAY,
                                        allowed=(planner.HOUR, DAY))
+        platform = validation.platform(request.platform)
         reads = await self._run(
             planner.USER_ACTIVITY, rng, grain, now, deadline, None,
             lambda plan: marts.user_activity(plan.clickhouse_parts, grain, handle=handle,
-                                             author_id=author_id))
+                                             author_id=author_id, platform=platform))
         by_bucket = {int(row[0]): [int(v) for v in row[1:]] for row in reads.rows or ()}
         response = pb.UserActivityResponse(source=SOURCE_ENUM[reads.source],
                                            granularity=validation.GRAIN_ENUM[grain])
@@ -396,8 +411,10 @@ class AnalyticsService:
     async def _engagement(self, request: pb.EngagementSummaryRequest, now: float,
                           deadline: float) -> tuple[Message, int]:
         rng = validation.time_range(request, now)
+        platform = validation.platform(request.platform)
         reads = await self._run(planner.ENGAGEMENT, rng, None, now, deadline, None,
-                                lambda plan: marts.engagement(plan.clickhouse_parts))
+                                lambda plan: marts.engagement(plan.clickhouse_parts,
+                                                              platform=platform))
         values = [int(v or 0) for v in (reads.rows[0] if reads.rows else [0] * 8)]
         response = pb.EngagementSummaryResponse(
             source=SOURCE_ENUM[reads.source],

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from query_service.planner import DAY, HOUR, MINUTE
+from tweetflow.platforms import PLATFORMS
 from tweetflow.v1 import analytics_pb2 as pb
 
 EARLIEST = 1136073600  # 2006-01-01: no Tweet is older
@@ -135,3 +136,19 @@ def user(request: pb.UserActivityRequest) -> tuple[str | None, int | None]:
     if not HANDLE.fullmatch(handle):
         raise InvalidArgument("handle must be 1 to 50 letters, digits or '_'")
     return handle, None
+
+
+def platform(value: str) -> str | None:
+    """The one platform a request asks about, or None for every platform (an empty field)."""
+    if not value:
+        return None
+    if value not in PLATFORMS:
+        accepted = " or ".join(f'"{p}"' for p in PLATFORMS)
+        raise InvalidArgument(f"platform must be {accepted}, or empty for every platform "
+                              f"(got {value[:40]!r})")
+    return value
+
+
+def hot_platforms(one: str | None) -> tuple[str, ...] | None:
+    """A request's platform (`platform`'s value) as the hot store's `platforms` argument."""
+    return None if one is None else (one,)

@@ -10,9 +10,11 @@ chain's dedup state lives in the shard of the partition its root's messages land
 every shard (query_service/hot_store.py).
 
 Layout (prefix `tf` by default, N = shard, `bucket` = epoch seconds of the bucket start, UTC):
-- `tf:{sN}:n:{grain}:{bucket}`        string  Tweets the shard counted in the bucket
-- `tf:{sN}:z:{dim}:{grain}:{bucket}`  zset    member -> count, for dim in DIMENSIONS
+- `tf:{sN}:n:{grain}:{bucket}`        string  X's Tweets the shard counted in the bucket
+- `tf:{sN}:z:{dim}:{grain}:{bucket}`  zset    member -> count, for dim in DIMENSIONS (X)
 - `tf:{sN}:u:{grain}:{bucket}`        HLL     unique authors (approximate; deletes cannot lower it)
+- `tf:{sN}:{platform}:n|z:{dim}|u:...` the same three per bucket for every other platform of
+                                       tweetflow.platforms (`tf:{s0}:bluesky:n:m:1764900000`)
 - `tf:{sN}:seen:{k}:{window}`         hash    an id's low bits (dedup_slot) -> its dedup state
                                               (streaming/sinks/hot_state.py): ~11 bytes an id
 - `tf:{sN}:dk`                        hash    `k<hour>` -> the window exponent k of the ids of that
@@ -20,13 +22,24 @@ Layout (prefix `tf` by default, N = shard, `bucket` = epoch seconds of the bucke
 - `tf:{sN}:wm:{topic}`                hash    Kafka partition -> last offset applied; `topic_id`
 - `tf:{sN}:sync`                      string  a counter the consumers bump before WAIT
 Grains: `m` (minute) and `h` (hour). Every bucket key expires `hot_horizon_hours` after its end.
+
+Platforms: a chain counts under `platform_of` its root's id, and whatever subtracts it (a delete,
+an edit or update replacing the version counted) subtracts under the same root, so each
+platform's counters are exact on their own. X keeps the names it had before there were platforms
+(existing data and deployments stay valid); the others add a segment after the hash tag, so a
+shard's apply still touches one slot, and a reader sums a bucket over the platforms asked for in
+the same per-shard read (a missing key reads as empty; unique authors: PFCOUNT of several HLLs is
+their union). The dedup state (`seen`, `dk`) is keyed by ids, which never collide across
+platforms, so it stays one per shard.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from tweetflow.partitioner import id_key, partition_of
+from tweetflow.platforms import PLATFORMS, X
 
 Grain = Literal["m", "h"]
 GRAIN_SECONDS: dict[str, int] = {"m": 60, "h": 3600}
@@ -47,16 +60,43 @@ def shard_tag(shard: int) -> str:
     return f"{{s{shard}}}"
 
 
-def tweets_key(prefix: str, grain: str, bucket: int, shard: int = 0) -> str:
-    return f"{prefix}:{{s{shard}}}:n:{grain}:{bucket}"
+def _scope(platform: str) -> str:
+    """The key segment of a platform's counters: none for X (see the docstring)."""
+    return "" if platform == X else f":{platform}"
 
 
-def dimension_key(prefix: str, dim: str, grain: str, bucket: int, shard: int = 0) -> str:
-    return f"{prefix}:{{s{shard}}}:z:{dim}:{grain}:{bucket}"
+def tweets_key(prefix: str, grain: str, bucket: int, shard: int = 0, platform: str = X) -> str:
+    return f"{prefix}:{{s{shard}}}{_scope(platform)}:n:{grain}:{bucket}"
 
 
-def authors_key(prefix: str, grain: str, bucket: int, shard: int = 0) -> str:
-    return f"{prefix}:{{s{shard}}}:u:{grain}:{bucket}"
+def dimension_key(prefix: str, dim: str, grain: str, bucket: int, shard: int = 0,
+                  platform: str = X) -> str:
+    return f"{prefix}:{{s{shard}}}{_scope(platform)}:z:{dim}:{grain}:{bucket}"
+
+
+def authors_key(prefix: str, grain: str, bucket: int, shard: int = 0, platform: str = X) -> str:
+    return f"{prefix}:{{s{shard}}}{_scope(platform)}:u:{grain}:{bucket}"
+
+
+def selected_platforms(platforms: Sequence[str] | None) -> tuple[str, ...]:
+    """The platforms a read covers: every one for None, else those named (in PLATFORMS' order,
+    once each); ValueError for an unknown name or an empty selection."""
+    if platforms is None:
+        return PLATFORMS
+    if isinstance(platforms, str):
+        platforms = (platforms,)
+    unknown = set(platforms) - set(PLATFORMS)
+    if unknown or not platforms:
+        raise ValueError(f"unknown platform {sorted(unknown)[0]!r}: expected one of "
+                         f"{', '.join(PLATFORMS)}" if unknown else "no platform selected")
+    return tuple(p for p in PLATFORMS if p in platforms)
+
+
+def split_platform(name: str) -> tuple[str, str]:
+    """(platform, the rest) of a bucket key's name after its shard tag: `bluesky:n:m:60` ->
+    ("bluesky", "n:m:60"); `n:m:60` -> ("x", "n:m:60")."""
+    head, _, rest = name.partition(":")
+    return (head, rest) if head != X and head in PLATFORMS else (X, name)
 
 
 def watermark_key(prefix: str, topic: str, shard: int = 0) -> str:

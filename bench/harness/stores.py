@@ -50,7 +50,8 @@ STORED_ROW_COUNTS = ("newest_insert",)
 def redis_state(settings: Settings) -> dict[str, Any]:
     """Every hot aggregate of the namespace, keyed without the prefix and summed over the shards
     (tweetflow/hot_keys.py): counters, sorted sets (as sorted item lists), HLL cardinalities (of
-    the shards' union), dedup sizes (ids in the `seen` hashes), watermarks."""
+    the shards' union), dedup sizes (ids in the `seen` hashes), watermarks. A platform other
+    than X keeps its segment (`bluesky:n:m:60`)."""
     from tweetflow.clients import redis_client
 
     r = redis_client(settings, decode_responses=True)
@@ -62,7 +63,7 @@ def redis_state(settings: Settings) -> dict[str, Any]:
             names.setdefault(name, []).append(key)  # not the query service's cache; a WAIT counter
     pipe = r.pipeline(transaction=False)
     for name, keys in sorted(names.items()):
-        kind = name.split(":", 1)[0]
+        kind = _kind(name)
         for key in keys:
             if kind == "n":
                 pipe.get(key)
@@ -75,7 +76,7 @@ def redis_state(settings: Settings) -> dict[str, Any]:
     replies = iter(pipe.execute())
     state: dict[str, Any] = {}
     for name, keys in sorted(names.items()):
-        kind = name.split(":", 1)[0]
+        kind = _kind(name)
         if kind == "u":
             state[name] = hll_union_count(settings, keys)
             continue
@@ -91,6 +92,13 @@ def redis_state(settings: Settings) -> dict[str, Any]:
         else:
             state[name] = {f: v for value in values for f, v in value.items()}
     return state
+
+
+def _kind(name: str) -> str:
+    """What a key holds, from its name after the prefix and shard tag: `n`, `z`, `u`, `seen`..."""
+    from tweetflow.hot_keys import split_platform
+
+    return split_platform(name)[1].split(":", 1)[0]
 
 
 def _bookkeeping(name: str) -> bool:

@@ -10,22 +10,28 @@ from typing import Any
 
 from bench.harness.stores import clickhouse_counts, redis_state
 from bench.harness.truth import Truth
+from tweetflow.hot_keys import split_platform
 from tweetflow.settings import Settings
 
 
 def hot_minute_counts(state: dict[str, Any]) -> Counter[int]:
-    return Counter({int(k.rsplit(":", 1)[1]): v for k, v in state.items()
-                    if k.startswith("n:m:") and v})
+    """Tweets per minute, summed over the platforms."""
+    out: Counter[int] = Counter()
+    for k, v in state.items():
+        if split_platform(k)[1].startswith("n:m:") and v:
+            out[int(k.rsplit(":", 1)[1])] += v
+    return out
 
 
 def hot_hour_hashtags(state: dict[str, Any]) -> Counter[tuple[int, str]]:
+    """Hashtags per hour, summed over the platforms."""
     out: Counter[tuple[int, str]] = Counter()
     for k, items in state.items():
-        if k.startswith("z:hashtag:h:"):
+        if split_platform(k)[1].startswith("z:hashtag:h:"):
             hour = int(k.rsplit(":", 1)[1])
             for member, score in items:
                 if score:
-                    out[(hour, member)] = score
+                    out[(hour, member)] += score
     return out
 
 

@@ -20,6 +20,7 @@ from bench.report import ScenarioResult
 from bench.scenarios import Context
 from tweetflow import hot_history as hh
 from tweetflow.clients import redis_client
+from tweetflow.hot_keys import split_platform
 from tweetflow.settings import Settings
 
 NAME = "heal"
@@ -119,7 +120,7 @@ def _old_buckets(s: Settings, now: float, keys: set[str] | None = None) -> dict[
     hour = int(now) // 3600 * 3600 - 3600
     out = {}
     for name, value in state.items():
-        parts = name.split(":")
+        parts = split_platform(name)[1].split(":")  # every platform's
         if parts[0] in ("n", "z") and int(parts[-1]) < hour:
             out[name] = value
     return out if keys is None else {k: out.get(k) for k in keys}

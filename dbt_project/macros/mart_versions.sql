@@ -48,6 +48,14 @@
     from ({{ window_days() }})
 {% endmacro %}
 
+{#- The days this run's pre-hook invalidated for this mart: what it rebuilds. Read back rather
+    than recomputed, so the post-hook vouches for the same days even when the pre-hook saw the
+    mart rebuilt whole and the post-hook sees it incremental (macros/mart_upgrade.sql). -#}
+{% macro invalidated_days() %}
+    select distinct day from {{ mart_versions_table() }}
+    where mart = '{{ this.identifier }}' and invocation_id = '{{ invocation_id }}'
+{% endmacro %}
+
 {#- post-hook: the rebuilt days are covered up to the run's start (or the upstream mart's). -#}
 {% macro record_mart_days() %}
     {%- set upstream = [] -%}
@@ -60,7 +68,7 @@
     select '{{ this.identifier }}', d.day,
         {% for _ in upstream %}least({% endfor %}s.started{% for _ in upstream %}, u{{ loop.index }}.v){% endfor %},
         '{{ invocation_id }}'
-    from ({{ window_days() }}) as d
+    from ({{ invalidated_days() }}) as d
     cross join (
         select min(started) as started from {{ invocations_table() }}
         where invocation_id = '{{ invocation_id }}'

@@ -1,19 +1,19 @@
--- Daily entity counts are their hours summed: the two grains never drift apart, even after
--- windowed rebuilds. Returns the (day, entity) pairs where they disagree.
+-- Daily entity counts are their hours summed, platform by platform: the two grains never drift apart, even after
+-- windowed rebuilds. Returns the (day, platform, entity) rows where they disagree.
 
 with
 
 hourly_summed as (
 
-    select toDate(hour) as day, entity_type, entity, sum(count_tweets) as count_tweets
+    select toDate(hour) as day, platform, entity_type, entity, sum(count_tweets) as count_tweets
     from {{ ref('entity_counts_hourly') }}
-    group by day, entity_type, entity
+    group by day, platform, entity_type, entity
 
 ),
 
 daily as (
 
-    select day, entity_type, entity, count_tweets
+    select day, platform, entity_type, entity, count_tweets
     from {{ ref('entity_counts_daily') }}
 
 ),
@@ -22,13 +22,14 @@ compared as (
 
     select
         day,
+        platform,
         entity_type,
         entity,
         hourly_summed.count_tweets as count_from_hours,
         daily.count_tweets as count_daily
 
     from hourly_summed
-    full outer join daily using (day, entity_type, entity)
+    full outer join daily using (day, platform, entity_type, entity)
 
 )
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from streaming.sinks.hot_state import DIM, Plan, seen_hour
+from streaming.sinks.hot_state import DIM, Counts, Plan, seen_hour
 from tweetflow.hot_keys import (
     GRAIN_SECONDS,
     authors_key,
@@ -232,32 +232,40 @@ class HotShard:
 
     def _counters(self, plan: Plan, expire: dict[str, int]) -> tuple[Counter, dict, dict]:
         incr: Counter[str] = Counter()
-        for minute, delta in plan.tweets.items():
+        zincr: dict[str, list] = {}
+        pfadd: dict[str, set[str]] = defaultdict(set)
+        for platform, counts in plan.counts.items():
+            self._platform_counters(platform, counts, expire, incr, zincr, pfadd)
+        return incr, zincr, {key: list(authors) for key, authors in pfadd.items()}
+
+    def _platform_counters(self, platform: str, counts: Counts, expire: dict[str, int],
+                           incr: Counter[str], zincr: dict[str, list],
+                           pfadd: dict[str, set[str]]) -> None:
+        """One platform's share of the plan, under its keys (tweetflow/hot_keys.py)."""
+        prefix, shard = self.prefix, self.shard
+        for minute, delta in counts.tweets.items():
             for grain, bucket in _buckets(minute):
-                key = tweets_key(self.prefix, grain, bucket, self.shard)
+                key = tweets_key(prefix, grain, bucket, shard, platform)
                 incr[key] += delta
                 expire[key] = self._expiry(grain, bucket)
         groups: dict[tuple[str, str, int], list] = defaultdict(list)
         hourly: Counter[tuple[int, str]] = Counter()
-        for (minute, member), delta in plan.members.items():
+        for (minute, member), delta in counts.members.items():
             hourly[(minute - minute % 3600, member)] += delta
             if delta:  # zero: added and removed within the batch, no change
                 groups[(DIM[member[0]], "m", minute)].extend((member[1:], delta))
         for (hour, member), delta in hourly.items():
             if delta:
                 groups[(DIM[member[0]], "h", hour)].extend((member[1:], delta))
-        zincr: dict[str, list] = {}
         for (dim, grain, bucket), pairs in groups.items():
-            key = dimension_key(self.prefix, dim, grain, bucket, self.shard)
+            key = dimension_key(prefix, dim, grain, bucket, shard, platform)
             zincr[key] = pairs
             expire[key] = self._expiry(grain, bucket)
-        pfadd: dict[str, set[str]] = defaultdict(set)
-        for minute, author in plan.authors:
+        for minute, author in counts.authors:
             for grain, bucket in _buckets(minute):
-                key = authors_key(self.prefix, grain, bucket, self.shard)
+                key = authors_key(prefix, grain, bucket, shard, platform)
                 pfadd[key].add(author)
                 expire[key] = self._expiry(grain, bucket)
-        return incr, zincr, {key: list(authors) for key, authors in pfadd.items()}
 
     def _expiry(self, grain: str, bucket: int) -> int:
         """When a bucket's key expires: the hot horizon after the bucket ends."""

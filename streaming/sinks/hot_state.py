@@ -15,7 +15,9 @@ land in), one small hash field (tweetflow/hot_keys.py):
 - `d<root>`: deleted, and listed by the chain rooted at <root>.
 Only ids and fingerprints are stored, never what a Tweet counted: subtracting a version (a delete,
 or a newer version replacing it) reads its members back from the raw store
-(streaming/sinks/versions.py) and takes the row whose fingerprint is the one counted.
+(streaming/sinks/versions.py) and takes the row whose fingerprint is the one counted. What a
+chain adds and subtracts goes to the counters of its root's platform (`Plan.count`): one bit test
+and one dict look-up per version counted.
 
 Events become operations, each applied at one shard (one slot in Redis Cluster):
 - `version(t)` at home(root): counts t if its chain has no newer version and is not deleted;
@@ -41,6 +43,7 @@ from typing import Literal
 from streaming.normalize import author_member, distinct_lowered
 from tweetflow.hot_keys import bucket_start
 from tweetflow.model import Event, Tweet
+from tweetflow.platforms import platform_of
 from tweetflow.snowflake import snowflake_ms
 
 DELETED = "D"
@@ -79,13 +82,21 @@ class Op:
 
 
 @dataclass
-class Plan:
-    """A shard's share of a batch, aggregated: per minute and member, summed over its Tweets; the
-    states it read (for the script to re-check) and wrote; operations for other shards."""
+class Counts:
+    """What a plan changes in one platform's counters (tweetflow/hot_keys.py)."""
 
     tweets: dict[int, int] = field(default_factory=lambda: defaultdict(int))  # minute -> delta
     members: Counter[tuple[int, str]] = field(default_factory=Counter)
     authors: set[tuple[int, str]] = field(default_factory=set)  # (minute, author id)
+
+
+@dataclass
+class Plan:
+    """A shard's share of a batch, aggregated: per platform, minute and member, summed over its
+    Tweets; the states it read (for the script to re-check) and wrote; operations for other
+    shards."""
+
+    counts: dict[str, Counts] = field(default_factory=lambda: defaultdict(Counts))
     reads: dict[int, str | None] = field(default_factory=dict)  # id -> state the plan relied on
     writes: dict[int, str] = field(default_factory=dict)  # id -> its new state
     remote: list[Op] = field(default_factory=list)
@@ -97,15 +108,19 @@ class Plan:
     def complete(self) -> bool:
         return not (self.missing_states or self.missing_versions)
 
-    def count(self, minute: int, members: Iterable[str], sign: int, author_id: int) -> None:
-        self.tweets[minute] += sign
+    def count(self, root: int, minute: int, members: Iterable[str], sign: int,
+              author_id: int) -> None:
+        """Add (sign 1) or subtract (-1) a version of the chain rooted at `root`, under its
+        root's platform: what subtracts a chain names the same root as what counted it."""
+        counts = self.counts[platform_of(root)]
+        counts.tweets[minute] += sign
         pairs = zip(repeat(minute), members)
         if sign > 0:
-            self.members.update(pairs)  # Counter counts in C: the hottest loop of the plan
+            counts.members.update(pairs)  # Counter counts in C: the hottest loop of the plan
             if author_id:
-                self.authors.add((minute, str(author_id)))
+                counts.authors.add((minute, str(author_id)))
         else:
-            self.members.subtract(pairs)
+            counts.members.subtract(pairs)
 
 
 def event_ops(event: Event) -> list[Op]:
@@ -180,9 +195,9 @@ class Planner:
             plan.result.duplicates += 1  # older than the version counted, or a copy of it
             return
         else:  # a newer version, or new content under the counted id: it replaces what it counted
-            self._subtract(counted)
+            self._subtract(root, counted)
             plan.result.updated += 1
-        plan.count(minute, members, +1, tweet.author_id)
+        plan.count(root, minute, members, +1, tweet.author_id)
         self.set(root, str(content) if version == root else f"{_VERSION}{version}.{content}")
 
     def _link(self, tweet_id: int, root: int) -> list[Op]:
@@ -224,16 +239,16 @@ class Planner:
         """Subtract what a counted chain counts and mark it deleted."""
         counted = _counted(state, root)
         assert counted is not None
-        self._subtract(counted)
+        self._subtract(root, counted)
         self.plan.result.deletes += 1
         self.set(root, DELETED)
 
-    def _subtract(self, counted: VersionKey) -> None:
+    def _subtract(self, root: int, counted: VersionKey) -> None:
         tweet = self.versions.get(counted)
         if tweet is None:
             self.plan.missing_versions.add(counted)
             return
-        self.plan.count(*chain_members(tweet), -1, 0)
+        self.plan.count(root, *chain_members(tweet), -1, 0)
 
 
 def _deleted(state: str | None) -> bool:

@@ -215,3 +215,37 @@ def test_json_requests_map_to_the_binary_cache_key_and_answers_to_canonical_json
     answer.entities.add(entity="bob", count=2**63)
     assert to_json(answer) == (b'{"source":"ANSWER_SOURCE_CACHE","asOf":"2023-11-14T22:13:20.005Z",'
                                b'"entities":[{"entity":"bob","count":"9223372036854775808"}]}')
+
+
+def test_platform_is_validated_against_the_platforms() -> None:
+    assert validation.platform("") is None
+    assert [validation.platform(p) for p in ("x", "bluesky")] == ["x", "bluesky"]
+    assert validation.hot_platforms(None) is None and validation.hot_platforms("x") == ("x",)
+    for wrong in ("X", "twitter", " x", "x,bluesky"):
+        with pytest.raises(validation.InvalidArgument, match='platform must be "x" or "bluesky"'):
+            validation.platform(wrong)
+
+
+@pytest.mark.parametrize("build", [
+    lambda p: marts.top_entities("hashtag", PARTS, 5, platform=p),
+    lambda p: marts.top_authors(PARTS, None, platform=p),
+    lambda p: marts.entity_scores("hashtag", ["ai"], PARTS, platform=p),
+    lambda p: marts.entity_series("hashtag", "ai", PARTS, HOUR, platform=p),
+    lambda p: marts.volume(PARTS, HOUR, platform=p),
+    lambda p: marts.user_activity(PARTS, DAY, author_id=7, platform=p),
+    lambda p: marts.engagement(PARTS, platform=p),
+])
+def test_every_builder_filters_each_part_by_the_platform_parameter(build) -> None:
+    every, one = build(None), build(HOSTILE)
+    assert "platform" not in every.sql and "platform" not in every.params
+    assert one.sql.count("AND platform = {platform:String}") == len(PARTS)
+    assert one.params["platform"] == HOSTILE and HOSTILE not in one.sql
+
+
+PARTS = (Part(Source.MART, 0, HOUR, HOUR), Part(Source.RAW, HOUR, HOUR + 9, 0))
+
+
+def test_the_cli_asks_for_a_platform() -> None:
+    args = cli.build_parser().parse_args(["volume", "--platform", "bluesky"])
+    assert cli.request_for(args)[1].platform == "bluesky"
+    assert cli.request_for(cli.build_parser().parse_args(["trending"]))[1].platform == ""

@@ -114,33 +114,48 @@ def produce(settings: Settings, pairs: Iterable[Pair], topic: str | None = None)
 
 
 class BackgroundProducer:
-    """Publishes `pairs` at about `rate` messages/s from a thread, while workers consume."""
+    """Publishes `pairs` at about `rate` messages/s from a thread, while workers consume, until
+    they run out or `stop()` is called (with an endless iterable, ingest lasts as long as the
+    test needs it: a fixed amount may end before a slow step under load)."""
 
-    def __init__(self, settings: Settings, pairs: Sequence[Pair], rate: float) -> None:
+    def __init__(self, settings: Settings, pairs: Iterable[Pair], rate: float) -> None:
         self.settings, self.pairs, self.rate = settings, pairs, rate
         self.error: BaseException | None = None
+        self.sent = 0
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="test-producer", daemon=True)
 
     def __enter__(self) -> BackgroundProducer:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None:  # the test failed: end the ingest; its error is the one to see
+            self.stop()
+            self.thread.join(120)
+            return
         self.join()
 
     def _run(self) -> None:
         try:
             producer = TweetProducer(self.settings, **{"message.max.bytes": 4 << 20})
             chunk = max(1, int(self.rate / 20))
-            for i, (key, value) in enumerate(self.pairs):
+            for key, value in self.pairs:
+                if self.stopping.is_set():
+                    break
                 producer.produce(key, value)  # type: ignore[arg-type]
-                if i % chunk == chunk - 1:
+                self.sent += 1
+                if self.sent % chunk == 0:
                     producer.poll(0)
                     time.sleep(chunk / self.rate)
             stats = producer.flush(60)
-            assert stats.ok and stats.delivered == len(self.pairs), f"produce failed: {stats}"
+            assert stats.ok and stats.delivered == self.sent, f"produce failed: {stats}"
         except BaseException as exc:
             self.error = exc
+
+    def stop(self) -> None:
+        """Publish no more (what is queued is still delivered, then the thread ends)."""
+        self.stopping.set()
 
     @property
     def done(self) -> bool:
@@ -227,6 +242,11 @@ def members(tweet: Tweet) -> list[tuple[str, str]]:
     return out
 
 
+def platform_of_id(tweet_id: int) -> str:
+    """`bluesky` for a platform-scoped Bluesky id (bit 63, docs/data-contracts.md), else `x`."""
+    return "bluesky" if tweet_id >> 63 else "x"
+
+
 def expect(records: Sequence[KafkaRecord], horizon_hours: float = 48,
            now: float | None = None) -> Expected:
     """Expected sink contents of `records`: ids are counted once, deletes subtract them,
@@ -303,23 +323,36 @@ class HotState:
     watermarks: dict[int, int]
 
 
-def read_hot(settings: Settings, url: str | None = None) -> HotState:
-    """The hot aggregates under the test's prefix, by the documented key layout; zero counts
-    (a Tweet counted then deleted) are left out. Read with the bench's `redis_state` (every key
-    of the prefix, by kind) and `redis_watermarks`."""
+_BUCKET_KINDS = ("n", "z", "u")  # the per-bucket keys, which a platform other than X prefixes
+
+
+def read_hot(settings: Settings, url: str | None = None,
+             platforms: Sequence[str] | None = None) -> HotState:
+    """The hot aggregates under the test's prefix, by the documented key layout, summed over
+    `platforms` (None: all; a platform other than X is a segment before `n`, `z`, `u`); zero
+    counts (a Tweet counted then deleted) are left out; unique authors add up (no author id is
+    on two platforms). Read with the bench's `redis_state` (every key of the prefix, by kind)
+    and `redis_watermarks`."""
     settings = settings.model_copy(update={"redis_url": url or settings.redis_url})
-    n: dict[tuple[str, int], int] = {}
-    z: dict[tuple[str, str, int], dict[str, int]] = {}
-    authors: dict[tuple[str, int], int] = {}
+    n: Counter[tuple[str, int]] = Counter()
+    z: dict[tuple[str, str, int], Counter[str]] = defaultdict(Counter)
+    authors: Counter[tuple[str, int]] = Counter()
     for name, value in redis_state(settings).items():
         parts = name.split(":")
-        if parts[0] == "n" and value:
-            n[(parts[1], int(parts[2]))] = value
-        elif parts[0] == "z" and (scores := {m: s for m, s in value if s}):
-            z[(parts[1], parts[2], int(parts[3]))] = scores
+        platform = "x"
+        if parts[0] not in _BUCKET_KINDS and len(parts) > 1 and parts[1] in _BUCKET_KINDS:
+            platform = parts.pop(0)
+        if platforms is not None and platform not in platforms:
+            continue
+        if parts[0] == "n":
+            n[(parts[1], int(parts[2]))] += value
+        elif parts[0] == "z":
+            z[(parts[1], parts[2], int(parts[3]))].update(dict(value))
         elif parts[0] == "u":
-            authors[(parts[1], int(parts[2]))] = value
-    return HotState(n, z, authors, redis_watermarks(settings))
+            authors[(parts[1], int(parts[2]))] += value
+    return HotState({k: v for k, v in n.items() if v},
+                    {k: s for k, v in z.items() if (s := {m: c for m, c in v.items() if c})},
+                    dict(authors), redis_watermarks(settings))
 
 
 def redis_snapshot(settings: Settings, url: str | None = None) -> dict[bytes, Any]:
@@ -350,8 +383,8 @@ def _diff(actual: dict, expected: dict, limit: int = 8) -> str:
 
 
 def assert_hot_matches(settings: Settings, exp: Expected, url: str | None = None) -> HotState:
-    """Redis counts equal the expected ones exactly (every bucket, every dimension); the author
-    HLLs within HyperLogLog's error."""
+    """Redis counts (every platform's, summed) equal the expected ones exactly (every bucket,
+    every dimension); the author HLLs within HyperLogLog's error."""
     hot = read_hot(settings, url)
     assert hot.n == exp.hot_n, "Tweet counts per bucket: " + _diff(hot.n, exp.hot_n)
     assert hot.z == exp.hot_z, "dimension sorted sets: " + _diff(hot.z, exp.hot_z)

@@ -22,6 +22,7 @@ from tweetflow.app.services import start_app
 from tweetflow.clients import redis_client
 from tweetflow.hot_keys import bucket_start, dimension_key, tweets_key
 from tweetflow.logs import setup_logging
+from tweetflow.platforms import BLUESKY, X
 from tweetflow.settings import PROJECT_ROOT, Settings, get_settings
 
 HISTORY_TWEETS = 100_000  # one day of history before now, for the marts and the backfill
@@ -72,16 +73,19 @@ def stream_live(settings: Settings, jetstream: bool = False) -> None:
                                  "--duration", str(LIVE_SECONDS)], cwd=PROJECT_ROOT,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     r = redis_client(settings, decode_responses=True)
-    p = settings.redis_prefix
+    p, on = settings.redis_prefix, BLUESKY if jetstream else X  # the platform's hot keys
     while producer.poll() is None:
         time.sleep(3)
         now = time.time()
         minute = bucket_start(now, "m")
         hour = bucket_start(now, "h")
-        top = r.zrevrange(dimension_key(p, "hashtag", "h", hour), 0, 4, withscores=True)
+        top = r.zrevrange(dimension_key(p, "hashtag", "h", hour, platform=on), 0, 4,
+                          withscores=True)
         tags = ", ".join(f"#{t} {int(c)}" for t, c in top)
-        print(f"  {datetime.now(UTC):%H:%M:%S}  this minute: {r.get(tweets_key(p, 'm', minute)) or 0:>6}"
-              f"  this hour: {r.get(tweets_key(p, 'h', hour)) or 0:>7}  top: {tags}", flush=True)
+        this_minute = r.get(tweets_key(p, "m", minute, platform=on)) or 0
+        this_hour = r.get(tweets_key(p, "h", hour, platform=on)) or 0
+        print(f"  {datetime.now(UTC):%H:%M:%S}  this minute: {this_minute:>6}"
+              f"  this hour: {this_hour:>7}  top: {tags}", flush=True)
     print(f"live producer finished with exit code {producer.returncode}")
 
 

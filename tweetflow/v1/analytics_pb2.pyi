@@ -69,12 +69,14 @@ class Point(_message.Message):
     def __init__(self, bucket: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class TrendingHashtagsRequest(_message.Message):
-    __slots__ = ("window", "limit")
+    __slots__ = ("window", "limit", "platform")
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     window: _duration_pb2.Duration
     limit: int
-    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    platform: str
+    def __init__(self, window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., limit: _Optional[int] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class TrendingHashtag(_message.Message):
     __slots__ = ("hashtag", "count", "baseline_avg", "velocity")
@@ -105,18 +107,20 @@ class TrendingHashtagsResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., hashtags: _Optional[_Iterable[_Union[TrendingHashtag, _Mapping]]] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class TimeSeriesRequest(_message.Message):
-    __slots__ = ("entity_type", "entity", "start", "end", "granularity")
+    __slots__ = ("entity_type", "entity", "start", "end", "granularity", "platform")
     ENTITY_TYPE_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     entity_type: EntityType
     entity: str
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     granularity: Granularity
-    def __init__(self, entity_type: _Optional[_Union[EntityType, str]] = ..., entity: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ...) -> None: ...
+    platform: str
+    def __init__(self, entity_type: _Optional[_Union[EntityType, str]] = ..., entity: _Optional[str] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class TimeSeriesResponse(_message.Message):
     __slots__ = ("source", "as_of", "origin", "entity", "granularity", "points", "total")
@@ -137,14 +141,16 @@ class TimeSeriesResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., entity: _Optional[str] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., points: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
 class TopMentionsRequest(_message.Message):
-    __slots__ = ("start", "end", "limit")
+    __slots__ = ("start", "end", "limit", "platform")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    platform: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class TopMentionsResponse(_message.Message):
     __slots__ = ("source", "as_of", "origin", "entities")
@@ -159,14 +165,16 @@ class TopMentionsResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., entities: _Optional[_Iterable[_Union[EntityCount, _Mapping]]] = ...) -> None: ...
 
 class TopDomainsRequest(_message.Message):
-    __slots__ = ("start", "end", "limit")
+    __slots__ = ("start", "end", "limit", "platform")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    platform: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class TopDomainsResponse(_message.Message):
     __slots__ = ("source", "as_of", "origin", "entities")
@@ -181,14 +189,16 @@ class TopDomainsResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., entities: _Optional[_Iterable[_Union[EntityCount, _Mapping]]] = ...) -> None: ...
 
 class TopAuthorsRequest(_message.Message):
-    __slots__ = ("start", "end", "limit")
+    __slots__ = ("start", "end", "limit", "platform")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     limit: int
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ...) -> None: ...
+    platform: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[int] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class TopAuthorsResponse(_message.Message):
     __slots__ = ("source", "as_of", "origin", "entities")
@@ -203,14 +213,16 @@ class TopAuthorsResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., entities: _Optional[_Iterable[_Union[EntityCount, _Mapping]]] = ...) -> None: ...
 
 class TweetVolumeRequest(_message.Message):
-    __slots__ = ("start", "end", "granularity")
+    __slots__ = ("start", "end", "granularity", "platform")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     granularity: Granularity
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ...) -> None: ...
+    platform: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class VolumeBucket(_message.Message):
     __slots__ = ("bucket", "count", "by_lang", "by_kind")
@@ -273,18 +285,20 @@ class TweetVolumeResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., buckets: _Optional[_Iterable[_Union[VolumeBucket, _Mapping]]] = ..., total: _Optional[int] = ..., by_lang: _Optional[_Mapping[str, int]] = ..., by_kind: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class UserActivityRequest(_message.Message):
-    __slots__ = ("handle", "author_id", "start", "end", "granularity")
+    __slots__ = ("handle", "author_id", "start", "end", "granularity", "platform")
     HANDLE_FIELD_NUMBER: _ClassVar[int]
     AUTHOR_ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
     GRANULARITY_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     handle: str
     author_id: int
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
     granularity: Granularity
-    def __init__(self, handle: _Optional[str] = ..., author_id: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ...) -> None: ...
+    platform: str
+    def __init__(self, handle: _Optional[str] = ..., author_id: _Optional[int] = ..., start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class ActivityCounts(_message.Message):
     __slots__ = ("count_tweets", "count_originals", "count_retweets", "count_replies", "count_quotes")
@@ -325,12 +339,14 @@ class UserActivityResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., granularity: _Optional[_Union[Granularity, str]] = ..., totals: _Optional[_Union[ActivityCounts, _Mapping]] = ..., buckets: _Optional[_Iterable[_Union[ActivityBucket, _Mapping]]] = ...) -> None: ...
 
 class EngagementSummaryRequest(_message.Message):
-    __slots__ = ("start", "end")
+    __slots__ = ("start", "end", "platform")
     START_FIELD_NUMBER: _ClassVar[int]
     END_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     end: _timestamp_pb2.Timestamp
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    platform: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., platform: _Optional[str] = ...) -> None: ...
 
 class EngagementSummaryResponse(_message.Message):
     __slots__ = ("source", "as_of", "origin", "count_tweets", "count_replies", "count_retweets", "count_quotes", "sum_like_count", "sum_retweet_count", "sum_reply_count", "sum_quote_count")
@@ -359,8 +375,10 @@ class EngagementSummaryResponse(_message.Message):
     def __init__(self, source: _Optional[_Union[AnswerSource, str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[AnswerSource, str]] = ..., count_tweets: _Optional[int] = ..., count_replies: _Optional[int] = ..., count_retweets: _Optional[int] = ..., count_quotes: _Optional[int] = ..., sum_like_count: _Optional[int] = ..., sum_retweet_count: _Optional[int] = ..., sum_reply_count: _Optional[int] = ..., sum_quote_count: _Optional[int] = ...) -> None: ...
 
 class PipelineStatusRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("platform",)
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    platform: str
+    def __init__(self, platform: _Optional[str] = ...) -> None: ...
 
 class PartitionLag(_message.Message):
     __slots__ = ("partition", "high", "committed", "lag")

@@ -1,7 +1,7 @@
--- One row per day: Tweets by kind and the public metrics of their newest versions, summed.
+-- One row per day and platform: Tweets by kind and the public metrics of their newest versions, summed.
 
 {{ config(
-    order_by='day',
+    order_by='(day, platform)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -9,7 +9,7 @@ with
 
 tweets as (
 
-    select created_at, kind, like_count, retweet_count, reply_count, quote_count
+    select created_at, platform, kind, like_count, retweet_count, reply_count, quote_count
     from {{ ref('stg_tweets') }}
     where {{ in_window('created_at') }}
 
@@ -19,6 +19,7 @@ summed as (
 
     select
         toDate(created_at) as day,
+        platform,
         count() as count_tweets,
         countIf(kind = 'reply') as count_replies,
         countIf(kind = 'retweet') as count_retweets,
@@ -30,7 +31,7 @@ summed as (
 
     from tweets
 
-    group by day
+    group by day, platform
 
 )
 

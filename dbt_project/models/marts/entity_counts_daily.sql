@@ -1,7 +1,7 @@
--- One row per entity per day: the hourly counts summed (each Tweet sits in exactly one hour).
+-- One row per entity per day and platform: the hourly counts summed (each Tweet sits in exactly one hour).
 
 {{ config(
-    order_by='(entity_type, entity, day)',
+    order_by='(entity_type, entity, platform, day)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -18,13 +18,14 @@ counted as (
 
     select
         toDate(hour) as day,
+        platform,
         entity_type,
         entity,
         sum(count_tweets) as count_tweets
 
     from entity_counts_hourly
 
-    group by day, entity_type, entity
+    group by day, platform, entity_type, entity
 
 )
 

@@ -1,7 +1,8 @@
--- One row per entity (hashtag, mention, cashtag, domain) per hour: Tweets naming it that hour.
+-- One row per entity (hashtag, mention, cashtag, domain) per hour and platform: Tweets naming
+-- it that hour.
 
 {{ config(
-    order_by='(entity_type, entity, hour)',
+    order_by='(entity_type, entity, platform, hour)',
     partition_by='toYYYYMMDD(hour)',
 ) }}
 
@@ -9,7 +10,7 @@ with
 
 tweets as (
 
-    select tweet_id, created_at, hashtags, mentions, cashtags, domains
+    select tweet_id, created_at, platform, hashtags, mentions, cashtags, domains
     from {{ ref('stg_tweets') }}
     where {{ in_window('created_at') }}
 
@@ -18,22 +19,26 @@ tweets as (
 -- One row per Tweet per *distinct* entity: a Tweet repeating a hashtag counts once.
 tweet_entities as (
 
-    select created_at, 'hashtag' as entity_type, arrayJoin(arrayDistinct(hashtags)) as entity
+    select created_at, platform, 'hashtag' as entity_type,
+        arrayJoin(arrayDistinct(hashtags)) as entity
     from tweets
 
     union all
 
-    select created_at, 'mention' as entity_type, arrayJoin(arrayDistinct(mentions)) as entity
+    select created_at, platform, 'mention' as entity_type,
+        arrayJoin(arrayDistinct(mentions)) as entity
     from tweets
 
     union all
 
-    select created_at, 'cashtag' as entity_type, arrayJoin(arrayDistinct(cashtags)) as entity
+    select created_at, platform, 'cashtag' as entity_type,
+        arrayJoin(arrayDistinct(cashtags)) as entity
     from tweets
 
     union all
 
-    select created_at, 'domain' as entity_type, arrayJoin(arrayDistinct(domains)) as entity
+    select created_at, platform, 'domain' as entity_type,
+        arrayJoin(arrayDistinct(domains)) as entity
     from tweets
 
 ),
@@ -42,13 +47,14 @@ counted as (
 
     select
         toDateTime(toStartOfHour(created_at), 'UTC') as hour,
+        platform,
         entity_type,
         entity,
         count() as count_tweets
 
     from tweet_entities
 
-    group by hour, entity_type, entity
+    group by hour, platform, entity_type, entity
 
 )
 

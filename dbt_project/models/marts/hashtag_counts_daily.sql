@@ -1,7 +1,7 @@
--- One row per hashtag per day.
+-- One row per hashtag per day and platform.
 
 {{ config(
-    order_by='(hashtag, day)',
+    order_by='(hashtag, platform, day)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -18,6 +18,7 @@ hashtags as (
 
     select
         day,
+        platform,
         entity as hashtag,
         count_tweets
 

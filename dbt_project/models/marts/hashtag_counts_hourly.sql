@@ -1,7 +1,7 @@
--- One row per hashtag per hour.
+-- One row per hashtag per hour and platform.
 
 {{ config(
-    order_by='(hashtag, hour)',
+    order_by='(hashtag, platform, hour)',
     partition_by='toYYYYMMDD(hour)',
 ) }}
 
@@ -18,6 +18,7 @@ hashtags as (
 
     select
         hour,
+        platform,
         entity as hashtag,
         count_tweets
 

@@ -1,7 +1,8 @@
--- One row per (author handle, mentioned handle) per day: Tweets in which the one mentions the other.
+-- One row per (author handle, mentioned handle) per day and platform: Tweets in
+-- which the one mentions the other.
 
 {{ config(
-    order_by='(day, source_handle, target_handle)',
+    order_by='(day, platform, source_handle, target_handle)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -9,7 +10,7 @@ with
 
 tweets as (
 
-    select created_at, author_handle, mentions
+    select created_at, platform, author_handle, mentions
     from {{ ref('stg_tweets') }}
     -- An edge needs a named source: Tweets whose payload names no author are left out.
     where author_handle != '' and {{ in_window('created_at') }}
@@ -20,6 +21,7 @@ edges as (
 
     select
         toDate(created_at) as day,
+        platform,
         lower(author_handle) as source_handle,
         arrayJoin(arrayDistinct(mentions)) as target_handle
 
@@ -31,13 +33,14 @@ counted as (
 
     select
         day,
+        platform,
         source_handle,
         target_handle,
         count() as count_mentions
 
     from edges
 
-    group by day, source_handle, target_handle
+    group by day, platform, source_handle, target_handle
 
 )
 

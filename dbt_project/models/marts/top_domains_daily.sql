@@ -1,7 +1,8 @@
--- One row per linked domain per day, ranked by Tweets linking to it (1 = most).
+-- One row per linked domain per day and platform, ranked by Tweets linking to it (1 = most)
+-- among the platform's domains of the day.
 
 {{ config(
-    order_by='(day, rank)',
+    order_by='(day, platform, rank)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -16,7 +17,7 @@ entity_counts_daily as (
 
 domains as (
 
-    select day, entity as domain, count_tweets
+    select day, platform, entity as domain, count_tweets
     from entity_counts_daily
     where entity_type = 'domain'
 
@@ -26,10 +27,11 @@ ranked as (
 
     select
         day,
+        platform,
         domain,
         count_tweets,
         -- Ties broken by name, so the ranking is the same on every rebuild and replay.
-        row_number() over (partition by day order by count_tweets desc, domain asc) as rank
+        row_number() over (partition by day, platform order by count_tweets desc, domain asc) as rank
 
     from domains
 

@@ -1,7 +1,8 @@
--- One row per hashtag per hour it was used in: its count against its trailing 24-hour average.
+-- One row per hashtag per hour it was used in, per platform: its count against its trailing
+-- 24-hour average on that platform.
 
 {{ config(
-    order_by='(hour, hashtag)',
+    order_by='(hour, platform, hashtag)',
     partition_by='toYYYYMMDD(hour)',
 ) }}
 
@@ -19,12 +20,13 @@ with_baseline as (
 
     select
         hour,
+        platform,
         hashtag,
         count_tweets,
         -- The 24 hours before `hour` (hours without the hashtag have no row and count as 0),
         -- averaged per hour. RANGE frames need a numeric key: epoch seconds.
         sum(count_tweets) over (
-            partition by hashtag
+            partition by platform, hashtag
             order by toUInt32(hour)
             range between 86400 preceding and 1 preceding
         ) / 24 as baseline_avg
@@ -37,6 +39,7 @@ scored as (
 
     select
         hour,
+        platform,
         hashtag,
         count_tweets,
         baseline_avg,

@@ -1,7 +1,7 @@
--- One row per language and kind per hour: the minutely counts summed.
+-- One row per platform, language and kind per hour: the minutely counts summed.
 
 {{ config(
-    order_by='(hour, lang, kind)',
+    order_by='(hour, platform, lang, kind)',
     partition_by='toYYYYMMDD(hour)',
 ) }}
 
@@ -18,13 +18,14 @@ counted as (
 
     select
         toDateTime(toStartOfHour(minute), 'UTC') as hour,
+        platform,
         lang,
         kind,
         sum(count_tweets) as count_tweets
 
     from tweet_volume_minutely
 
-    group by hour, lang, kind
+    group by hour, platform, lang, kind
 
 )
 

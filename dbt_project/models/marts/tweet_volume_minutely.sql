@@ -1,7 +1,7 @@
--- One row per language and kind per minute.
+-- One row per platform, language and kind per minute.
 
 {{ config(
-    order_by='(minute, lang, kind)',
+    order_by='(minute, platform, lang, kind)',
     partition_by='toYYYYMMDD(minute)',
 ) }}
 
@@ -9,7 +9,7 @@ with
 
 tweets as (
 
-    select created_at, lang, kind
+    select created_at, platform, lang, kind
     from {{ ref('stg_tweets') }}
     where {{ in_window('created_at') }}
 
@@ -19,13 +19,14 @@ counted as (
 
     select
         toDateTime(toStartOfMinute(created_at), 'UTC') as minute,
+        platform,
         lang,
         kind,
         count() as count_tweets
 
     from tweets
 
-    group by minute, lang, kind
+    group by minute, platform, lang, kind
 
 )
 

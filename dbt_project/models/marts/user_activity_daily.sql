@@ -1,7 +1,8 @@
--- One row per author per day; Tweets without an author (author_id 0) are left out.
+-- One row per author per day (an author id belongs to one platform, named by `platform`); Tweets
+-- without an author (author_id 0) are left out.
 
 {{ config(
-    order_by='(day, author_id)',
+    order_by='(day, platform, author_id)',
     partition_by='toYYYYMMDD(day)',
 ) }}
 
@@ -9,7 +10,7 @@ with
 
 tweets as (
 
-    select tweet_id, author_id, author_handle, kind, created_at
+    select tweet_id, platform, author_id, author_handle, kind, created_at
     from {{ ref('stg_tweets') }}
     where author_id != 0 and {{ in_window('created_at') }}
 
@@ -19,6 +20,7 @@ counted as (
 
     select
         toDate(created_at) as day,
+        platform,
         author_id,
         -- A handle can change within a day: the one on the author's last Tweet of it,
         -- lower-cased like mentions (the Redis `author` dimension uses the same form).
@@ -31,7 +33,7 @@ counted as (
 
     from tweets
 
-    group by day, author_id
+    group by day, platform, author_id
 
 )
 
