@@ -12,7 +12,10 @@ as many messages as the plan will need faster than they can be made on the fly (
 and (2) whenever the pacing waits (`fill_for`, in place of the token bucket's sleep), so the idle
 time of a steady phase makes the messages of the next burst (a phase at the machine's pace has
 no such time: what it sends must all be made before). The buffer holds at most `limit`
-messages (~1.4 KB of memory each); past it, messages are made on the fly as before.
+messages (~1.4 KB of memory each); past it, messages are made on the fly as before. `limit` is
+what the plan's fast phases send (`fill_target`), within the memory cap: a steady run keeps
+nothing ahead (filling every wait up to the cap made `make demo`'s endless 50/s trickle grow
+by 230 MB a second).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from streaming.pacing import RunPlan
     from streaming.producer import Message
 
-__all__ = ["AHEAD_BYTES", "GENERATION_SHARE", "Lookahead", "ahead_needed"]
+__all__ = ["AHEAD_BYTES", "GENERATION_SHARE", "Lookahead", "ahead_needed", "fill_target"]
 
 AHEAD_BYTES = 2 << 30  # memory the buffers of one run may hold, all processes together
 GENERATION_SHARE = 0.5  # of the measured generation rate, counted on while the run sends
@@ -105,6 +108,25 @@ class Lookahead:
                 self.exhausted = True
             batch += more
         return batch
+
+
+def fill_target(plan: RunPlan, generation_rate: float, memory_limit: int) -> int:
+    """The most messages the buffer ever needs to hold: what the plan sends in phases faster
+    than the pacing's waits make messages (above `GENERATION_SHARE` x `generation_rate` a
+    second, or unpaced), within `memory_limit` messages."""
+    g = GENERATION_SHARE * generation_rate
+    cap = plan.count if plan.count and plan.count > 0 else math.inf
+    fast = sent = 0.0
+    for start, end, rate in plan.phases():
+        if rate <= 0:
+            fast += cap - sent
+            break
+        seconds = min(end - start, (cap - sent) / rate)
+        fast += rate * seconds if rate > g else 0.0
+        sent += rate * seconds
+        if sent >= cap:
+            break
+    return memory_limit if math.isinf(fast) else min(memory_limit, math.ceil(fast))
 
 
 def ahead_needed(plan: RunPlan, generation_rate: float, limit: int) -> int:

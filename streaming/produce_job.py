@@ -27,7 +27,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streaming.lookahead import AHEAD_BYTES, MESSAGE_OVERHEAD, Lookahead, ahead_needed
+from streaming.lookahead import (
+    AHEAD_BYTES,
+    MESSAGE_OVERHEAD,
+    Lookahead,
+    ahead_needed,
+    fill_target,
+)
 from streaming.pacing import RunPlan
 from streaming.producer import (
     DeliveryStats,
@@ -121,10 +127,10 @@ def run_share(job: Job, index: int, report: Report, ready: Callable[[], object])
     made = ahead.fill(min(WARMUP, total))
     rate = made / max(time.monotonic() - began, 1e-6)
     size = ahead.buffered_bytes() / made if made else 0.0
-    ahead.limit = int(AHEAD_BYTES / job.processes / (size + MESSAGE_OVERHEAD))
-    want = (ahead_needed(plan, rate, ahead.limit) if job.ahead is None
+    memory_limit = int(AHEAD_BYTES / job.processes / (size + MESSAGE_OVERHEAD))
+    want = (ahead_needed(plan, rate, memory_limit) if job.ahead is None
             else job.ahead // job.processes + (index < job.ahead % job.processes))
-    ahead.limit = max(ahead.limit, want)
+    ahead.limit = max(fill_target(plan, rate, memory_limit), want)
     ahead.fill(want - len(ahead))
     made, seconds = len(ahead), time.monotonic() - began
     ready()
