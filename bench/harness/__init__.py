@@ -13,7 +13,8 @@ One module per concern; scenarios use them as `harness.X` through the names belo
 - `consumers`, `load`, `query_server`: the consumer groups, load generators and query service
 - `truth`, `stores`, `verification`: what the topic says the stores must hold, what they hold,
   and the verdict
-- `applied_offsets`, `lag`: how far the pipeline got, and its lag over time
+- `applied_offsets`, `lag`, `recovery`: how far the pipeline got, its lag over time, and how it
+  recovered from an event (a node killed, the group scaled)
 - `dbt_runs`: dbt against a namespace; `progress`: the terminal's progress bar
 
 The streaming tests import some of these pieces (free ports, the Redis and ClickHouse readers);
@@ -40,6 +41,7 @@ from bench.harness.processes import (
 )
 from bench.harness.progress import ProgressBar, sleep_with_progress
 from bench.harness.query_server import BENCH_API_KEY, start_query_server, wait_serving
+from bench.harness.recovery import Recovery, lag_threshold, recovery
 from bench.harness.stores import (
     STORED_ROW_COUNTS,
     clickhouse_counts,
@@ -61,11 +63,11 @@ from streaming.offsets import KafkaRecord, read_topic
 
 __all__ = [
     "BENCH_API_KEY", "STORED_ROW_COUNTS", "Consumers", "CpuMeter", "KafkaRecord", "LagSample",
-    "LagSampler", "LoadGen", "Namespace", "ProgressBar", "Truth", "Verdict", "applied", "child_env",
-    "children_of", "clickhouse_counts", "clickhouse_rows", "cpu_seconds", "dbt", "die_with_parent",
-    "diff_counters", "dlq_records", "free_port", "free_ports", "group_cpu_seconds",
-    "hot_hour_hashtags", "hot_minute_counts", "namespace", "produce", "read_topic",
-    "redis_state", "redis_watermarks", "require_applied", "run_dbt", "seen_ids",
-    "sleep_with_progress", "stack_pids", "start_query_server", "stop_process", "verify",
-    "wait_applied", "wait_group", "wait_serving",
+    "LagSampler", "LoadGen", "Namespace", "ProgressBar", "Recovery", "Truth", "Verdict", "applied",
+    "child_env", "children_of", "clickhouse_counts", "clickhouse_rows", "cpu_seconds", "dbt",
+    "die_with_parent", "diff_counters", "dlq_records", "free_port", "free_ports",
+    "group_cpu_seconds", "hot_hour_hashtags", "hot_minute_counts", "lag_threshold", "namespace",
+    "produce", "read_topic", "recovery", "redis_state", "redis_watermarks", "require_applied",
+    "run_dbt", "seen_ids", "sleep_with_progress", "stack_pids", "start_query_server",
+    "stop_process", "verify", "wait_applied", "wait_group", "wait_serving",
 ]

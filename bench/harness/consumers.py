@@ -53,11 +53,13 @@ class Consumers:
         self.procs: list[subprocess.Popen] = []
         self.metrics_ports: list[int] = []
 
-    def start(self, workers: int = 2, *, metrics: bool = False) -> subprocess.Popen:
+    def start(self, workers: int = 2, *, metrics: bool = False, metrics_port: int = 0
+              ) -> subprocess.Popen:
         """Start a `tweetflow consume` process; with `metrics`, its workers serve Prometheus
-        metrics (see `metrics`)."""
-        base = free_ports(workers) if metrics else 0
-        if metrics:
+        metrics (see `metrics`). A worker's metrics port is also its static member id
+        (streaming/consume_cli.py): `metrics_port` restarts a process under the ids it had."""
+        base = metrics_port or (free_ports(workers) if metrics else 0)
+        if base and base not in self.metrics_ports:
             self.metrics_ports += [base + i for i in range(workers)]
         cmd = [sys.executable, "-m", "tweetflow.app.cli", "consume", "--workers", str(workers),
                "--metrics-port", str(base), "--batch-size", str(self.batch_size),
@@ -70,10 +72,11 @@ class Consumers:
         self.procs.append(proc)
         return proc
 
-    def worker_pids(self) -> list[int]:
-        """Live worker processes (multiprocessing's resource tracker, also a child, excluded)."""
-        return [c for p in self.procs if p.poll() is None for c in children_of(p.pid)
-                if b"spawn_main" in cmdline(c)]
+    def worker_pids(self, proc: subprocess.Popen | None = None) -> list[int]:
+        """Live worker processes, of every `tweetflow consume` or of `proc` (multiprocessing's
+        resource tracker, also a child, excluded)."""
+        return [c for p in ([proc] if proc else self.procs) if p.poll() is None
+                for c in children_of(p.pid) if b"spawn_main" in cmdline(c)]
 
     def wait_workers(self, n: int, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout

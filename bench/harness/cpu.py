@@ -18,8 +18,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tweetflow.settings import Settings
+
+if TYPE_CHECKING:
+    from tweetflow.app.stack.cluster_profile import ClusterProfile
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -33,8 +37,10 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def stack_pids(settings: Settings) -> dict[str, int]:
-    """The pids of the stack's servers that run on this machine, by role."""
+def stack_pids(settings: Settings, cluster: ClusterProfile | None = None) -> dict[str, list[int]]:
+    """The pids of the stack's servers that run on this machine, by role; with a cluster profile
+    (`tweetflow stack up --profile cluster`), "Kafka broker" and "Redis" are its three brokers
+    and six Redis nodes."""
     from tweetflow.app.stack.components import ClickHouseEndpoint, Kafka, Redis
 
     roles = {"Redis": Redis, "ClickHouse endpoint": ClickHouseEndpoint, "Kafka broker": Kafka}
@@ -43,7 +49,10 @@ def stack_pids(settings: Settings) -> dict[str, int]:
         component = kind(settings)
         pid = component.proc.pid() if component.managed else None
         if pid is not None:
-            out[role] = pid
+            out[role] = [pid]
+    if cluster is not None:
+        for role, nodes in (("Kafka broker", cluster.brokers), ("Redis", cluster.redis.nodes)):
+            out[role] = [pid for node in nodes if (pid := node.proc.pid()) is not None]
     return out
 
 

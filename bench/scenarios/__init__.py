@@ -1,7 +1,7 @@
 """The validation scenarios, one module each; every module has NAME, TITLE and run(ctx).
 
-Order matters only for the report: cheap, self-contained scenarios first, the outage scenario (which
-starts a private stack of its own) last but one.
+Order matters only for the report: cheap, self-contained scenarios first, the outage and cluster
+scenarios (which start private stacks of their own) last.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bench.report import ScenarioResult
 from tweetflow.settings import Settings
 
 SCENARIOS: tuple[str, ...] = ("throughput", "archive", "coverage", "burst", "freshness", "query",
-                              "replay", "crash", "heal", "bad_input", "outages")
+                              "replay", "crash", "heal", "bad_input", "outages", "cluster")
 
 
 @dataclass

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from bench.harness import KafkaRecord, Truth, diff_counters
+from bench.harness import KafkaRecord, LagSample, LagSampler, Truth, diff_counters, recovery
 from bench.scenarios import SCENARIOS, load
 from bench.scenarios.bad_input import cases
 from bench.scenarios.burst import _between
@@ -76,6 +76,26 @@ def test_bad_input_cases_cover_every_reason_code_and_parse_as_expected() -> None
         located, letters = parse_records([Record(0, 0, case.key, case.value)])
         assert not located and letters[0].reason_code == case.reason_code, case.label
     assert json.loads(all_cases[6].value or b"null")["data"].get("id") is None  # no id
+
+
+def test_recovery_waits_for_every_partition_to_apply_what_it_held_then_for_the_lag() -> None:
+    """A killed broker stalls the partitions it led (here 1) while the others go on: progress
+    counts from when the stalled one has applied what the topic held at the event, recovery from
+    when the lag is back under the bar."""
+    sampler = LagSampler(None, applied=True)  # type: ignore[arg-type]  # never started
+    for t in range(10):
+        high = {0: 100 + 10 * t, 1: 100 + 10 * t}  # next offsets to be written
+        applied = {0: 99 + 10 * t, 1: 60 if t < 5 else 120}  # last offsets applied
+        sampler.applied.append((float(t), applied))
+        lag = [50, 60, 400, 900, 700, 300, 90, 80, 70, 60][t]
+        sampler.samples.append(LagSample(float(t), {0: high[0] - lag, 1: high[1]}, high))
+    rec = recovery(sampler, 0.5, 100, 2)  # held at 0.5: offsets up to 99 (the sample at 0)
+    assert (rec.progressed_at, rec.recovered_at, rec.max_lag) == (5.0, 6.0, 900)
+    assert (rec.progress_s, rec.recovery_s) == (4.5, 5.5)
+    assert recovery(sampler, 0.5, 100, 2, until=2.0).max_lag == 400
+    assert rec.blind_s == 1.0
+    late = recovery(sampler, 7.5, 100, 2)  # partition 1 never applies offsets 120..169
+    assert (late.progressed_at, late.recovered_at, late.max_lag) == (None, None, 70)
 
 
 def test_every_scenario_module_loads() -> None:
