@@ -30,6 +30,15 @@ def _pids(stack: Stack) -> list[int | None]:
     return [row.pid for row in stack.status()]
 
 
+def _started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat), None when no such process: with
+    pid_max 32768 a busy machine reuses a pid soon after its process ended."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
 def test_fresh_stack_from_empty_data_dir_comes_up_and_down(tmp_path: Path) -> None:
     kafka, controller, redis_port, ch = (_free_port() for _ in range(4))
     settings = Settings(
@@ -43,6 +52,7 @@ def test_fresh_stack_from_empty_data_dir_comes_up_and_down(tmp_path: Path) -> No
         assert [r.state for r in rows] == ["up", "up", "up"], rows
         assert rows[2].version.startswith("26."), rows[2]
         first = _pids(stack)
+        started = {pid: _started(pid) for pid in first if pid is not None}
         stack.up()  # idempotent: nothing restarted
         assert _pids(stack) == first
         topics = set(kafka_admin(settings).list_topics(timeout=10).topics)
@@ -52,7 +62,8 @@ def test_fresh_stack_from_empty_data_dir_comes_up_and_down(tmp_path: Path) -> No
     assert sorted(stopped) == ["clickhouse", "kafka", "redis"]
     assert all(r.state == "down" and r.pid is None for r in stack.status())
     for pid in first:
-        assert pid is not None and not Path(f"/proc/{pid}").exists(), f"pid {pid} still running"
+        # gone, or its pid reused by another process since (another start time)
+        assert pid is not None and _started(pid) != started[pid], f"pid {pid} still running"
 
 
 def test_status_cli_reports_every_component(stack: Settings) -> None:
