@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import orjson
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from query_service.errors import QueryError, Status
 from query_service.service import AnalyticsService
+from tweetflow.json_bytes import dumps_kept
 from tweetflow.v1 import analytics_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["AnalyticsService"]
@@ -35,8 +35,8 @@ MESSAGE_TYPES: dict[str, tuple[type[Message], type[Message]]] = {
 
 
 def to_json(message: Message) -> bytes:
-    """Canonical proto3 JSON of a message (compact)."""
-    return orjson.dumps(json_format.MessageToDict(message))
+    """Canonical proto3 JSON of a message (compact), sized to keep in the answer cache."""
+    return dumps_kept(json_format.MessageToDict(message))
 
 
 def wire_from_json(method: str, body: bytes) -> bytes:

@@ -39,8 +39,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from streaming.synthetic_vocabulary import (
     _EMOJI,
     _NO_ENTITIES,
@@ -48,6 +46,7 @@ from streaming.synthetic_vocabulary import (
     _b62,
     _vocab,
 )
+from tweetflow.json_bytes import dumps_kept
 from tweetflow.snowflake import SNOWFLAKE_EPOCH_MS, snowflake_id
 
 __all__ = ["SNOWFLAKE_EPOCH_MS", "Burst", "Message", "SyntheticSource", "generate", "snowflake_id"]
@@ -77,14 +76,6 @@ class Burst:
     end_ms: int
     hashtag: str | None = None
     share: float = 0.35
-
-
-def _exact(payload: bytes) -> bytes:
-    """A copy of exactly the payload's size. orjson 3.13 returns bytes that keep its whole output
-    buffer allocated (~16 KB for a 1.2 KB Tweet, measured with tracemalloc), which multiplied
-    what every held message costs (the producer's lookahead, tests' lists); the copy costs
-    ~1 µs of a message's ~20."""
-    return bytes(memoryview(payload))
 
 
 def _iso_seconds(ms: int) -> str:
@@ -188,7 +179,7 @@ class SyntheticSource:
         tid, author = entry
         doc = {"data": {"delete": {"tweet": {"id": tid, "author_id": author},
                                    "event_at": _iso_ms(ms)}}}
-        return tid.encode(), _exact(orjson.dumps(doc)), int(tid)
+        return tid.encode(), dumps_kept(doc), int(tid)
 
     def _burst_tag(self, ms: int) -> str | None:
         for b in self._bursts:
@@ -227,7 +218,7 @@ class SyntheticSource:
         doc = {"data": data, "includes": includes,
                "matching_rules": v.rule_table[int(rnd() * 64)]}
         self._forgettable(sid, author["id"])
-        return sid.encode(), _exact(orjson.dumps(doc)), tid
+        return sid.encode(), dumps_kept(doc), tid
 
     def _remember(self, data: dict[str, Any], burst_tag: str | None) -> None:
         """Keep a referenceable Tweet (retweets are not: one retweets the original)."""
