@@ -107,3 +107,45 @@ def test_every_hot_read_equals_the_input(mode: str, request: pytest.FixtureReque
     assert {b: r.count for b, r in rows.items()} == {b: volume[(MINUTE, b)]
                                                     for b in minutes[0].buckets()}
     assert newest == max(b for (grain, b), n in volume.items() if grain == MINUTE and n and b <= now)
+
+
+def test_an_hour_key_bounds_its_minutes_and_its_absence_falls_back(
+        test_settings: Settings) -> None:
+    """A top over most of an hour's minute keys reads the hour key as their bound: it stays exact
+    when the hour's leaders count only in minutes outside the window, and when the hour key is
+    gone (each minute key then bounds itself)."""
+    import random
+
+    from tweetflow.clients import redis_client
+    from tweetflow.hot_keys import dimension_key
+
+    r, rng = redis_client(test_settings), random.Random(7)
+    hour = (int(time.time()) // HOUR - 1) * HOUR
+    expected: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for minute in range(60):
+        counts = ({"outside": 100 + minute, "everywhere": 1} if minute < 25 else
+                  {f"w{i}": rng.randint(1, 9) for i in range(rng.randint(1, 30))})
+        r.zadd(dimension_key(test_settings.redis_prefix, "hashtag", "m", hour + minute * MINUTE),
+               counts)
+        total.update(counts)
+        expected.update(counts if minute >= 25 else {})
+    hour_key = dimension_key(test_settings.redis_prefix, "hashtag", "h", hour)
+    r.zadd(hour_key, dict(total))
+    window = [Part(Source.HOT, hour + 25 * MINUTE, hour + HOUR, MINUTE)]
+    ranked = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    async def tops():
+        client = connect(test_settings)
+        try:
+            store = HotStore(client, test_settings.redis_prefix, 1)
+            return {k: await store.top("hashtag", window, k, platforms=["x"])
+                    for k in (1, 3, 10, None)}
+        finally:
+            await client.aclose()
+
+    for bounded in (True, False):
+        if not bounded:
+            r.delete(hour_key)
+        for k, top in asyncio.run(tops()).items():
+            assert top == (ranked if k is None else ranked[:k]), (bounded, k)
