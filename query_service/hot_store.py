@@ -9,7 +9,6 @@ restart, evictions) discards the data with HotTierChanged instead of answering f
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from query_service import top_merge
+from query_service import bucket_sums, top_merge
 from query_service.planner import HOUR, MINUTE, Part
 from tweetflow import hot_keys
 from tweetflow.clients import redis_async_client
@@ -26,20 +25,11 @@ from tweetflow.settings import Settings
 
 GRAIN_LETTER = {MINUTE: "m", HOUR: "h"}
 # Over several shards each returns its top limit * TOP_DEPTH. Deeper lists let top_merge.tput's
-# stopping rule answer in one round trip more often, but each shard's script then reads more of
-# the long tail: on a 6-shard cluster of 3 masters on this 2-core machine, depth 2 beat 1 and 3
-# (p50 5.1-5.5 ms against 6.2-6.7 and 5.5-6.6: three rounds of 300 of bench.hot_cluster_bench's
-# questions over its data, each depth in turn).
-TOP_DEPTH = 2
-# A shard's top reads every member that can still reach the K-th best sum: those counting at
-# least (K-th sum) / (number of bounds) in some bound key (`_SHARD_TOP`). Over an hour of minute
-# keys, each its own bound, that floor reaches the long tail of count-1 members; an hour key
-# bounds its minutes (each event counts in both, in the same script), so the minute keys of an
-# hour read for BOUNDED_MINUTES or more minutes are bounded by it instead. For 1 h trending on a
-# 6-shard cluster a shard's script went from 2.5-3.7 ms of its master's time to ~0.3 ms, and the
-# question from p50 / p99 34.9 / 51.4 ms to 5.4 / 7.7 (with tweetflow.clients' slot cache;
-# `python -m bench.hot_cluster_bench`). Fewer minutes: their own tails are cheaper than the hour's.
-BOUNDED_MINUTES = 15
+# stopping rule answer in one round trip more often, but each shard's script then sums more
+# members: on a 6-shard cluster of 3 masters on this 2-core machine, 1 beat 2 (p50 2.7-2.9 ms
+# against 3.2-3.3: three rounds of 300 of bench.hot_cluster_bench's questions over its data,
+# each depth in turn, with bucket_sums' plans; before those plans 2 beat 1).
+TOP_DEPTH = 1
 
 
 class HotStoreUnavailable(Exception):
@@ -64,14 +54,11 @@ GUARD: ContextVar[Guard | None] = ContextVar("tweetflow_hot_guard", default=None
 
 
 @dataclass(frozen=True)
-class _Bounded:
-    """The keys `_SHARD_TOP` reads on each shard: the `exact` first ones are summed, the rest are
-    only bounds; `bound_of[i]` is the 1-based index of the bound of key i + 1 (itself or an hour
-    key holding at least its counts)."""
+class _Summed:
+    """A sum's plan and, per shard, its keys."""
 
+    plan: bucket_sums.SumPlan
     shards: list[list[str]]
-    exact: int
-    bound_of: list[int]
 
 
 @dataclass
@@ -110,34 +97,18 @@ class HotStore:
     def _shard_keys(self, dim: str, parts: Sequence[Part],
                     platforms: tuple[str, ...]) -> list[list[str]]:
         """Per shard, the keys of every bucket of the parts, each bucket's platforms in a row."""
-        cells = [(GRAIN_LETTER[p.grain], b, platform)
-                 for p in parts for b in p.buckets() for platform in platforms]
-        return self._keys(dim, cells)
+        return bucket_sums.shard_keys(bucket_sums.SumPlan(_cells(parts, platforms)),
+                                      self._key_of(dim), self.shards)
 
-    def _keys(self, dim: str, cells: Sequence[tuple[str, int, str]]) -> list[list[str]]:
-        """Per shard, the keys of `cells` (grain letter, bucket, platform)."""
-        return [[hot_keys.dimension_key(self.prefix, dim, g, b, n, platform)
-                 for g, b, platform in cells] for n in range(self.shards)]
+    def _key_of(self, dim: str):
+        prefix = self.prefix
+        return lambda cell, n: hot_keys.dimension_key(prefix, dim, cell[0], cell[1], n, cell[2])
 
-    def _bounded_keys(self, dim: str, parts: Sequence[Part],
-                      platforms: tuple[str, ...]) -> _Bounded:
-        """The parts' keys per shard, then their bounds' (`_SHARD_TOP`'s KEYS), and which bound
-        each key has: an hour key for the minute keys of an hour that the parts read
-        BOUNDED_MINUTES of or more, else the key itself."""
-        cells = [(GRAIN_LETTER[p.grain], b, platform)
-                 for p in parts for b in p.buckets() for platform in platforms]
-        hours = Counter(hot_keys.bucket_start(b, "h") for g, b, _ in cells if g == "m")
-        bounds: list[tuple[str, int, str]] = []
-        bound_of: list[int] = []
-        for i, (g, b, platform) in enumerate(cells):
-            hour = hot_keys.bucket_start(b, "h")
-            if g != "m" or hours[hour] < BOUNDED_MINUTES * len(platforms):
-                bound_of.append(i + 1)  # Lua's 1-based index of the key itself
-                continue
-            if (cell := ("h", hour, platform)) not in bounds:
-                bounds.append(cell)
-            bound_of.append(len(cells) + bounds.index(cell) + 1)
-        return _Bounded(self._keys(dim, cells + bounds), len(cells), bound_of)
+    def _summed(self, dim: str, parts: Sequence[Part], platforms: tuple[str, ...],
+                bounded: bool = True) -> _Summed:
+        """The plan of a sum over the parts' buckets (query_service.bucket_sums), per shard."""
+        plan = bucket_sums.plan(_cells(parts, platforms), bounded=bounded)
+        return _Summed(plan, bucket_sums.shard_keys(plan, self._key_of(dim), self.shards))
 
     async def top(self, dim: str, parts: Sequence[Part], limit: int | None, *,
                   platforms: Sequence[str] | None = None) -> list[tuple[str, int]]:
@@ -146,20 +117,19 @@ class HotStore:
         `platforms`: those counted (None: all, tweetflow.hot_keys.selected_platforms); their keys
         of a shard are read together by its script, as if they were more buckets.
 
-        A shard's top is found server-side by one script (`_SHARD_TOP`, Fagin's threshold
-        algorithm over the bounds of the shard's bucket keys (an hour key for most of its
-        minutes, BOUNDED_MINUTES): the bounds' own tops, then every member that can still reach
-        the K-th sum found, summed exactly over the buckets), reading a few hundred counts where a
+        A shard's top is found server-side by one script (bucket_sums.SHARD_TOP, Fagin's
+        threshold algorithm over the bounds of the keys the sum reads, bucket_sums.plan: the
+        bounds' own tops, then every member that can still reach the K-th sum found, summed
+        exactly), reading a few hundred counts where a
         ZUNIONSTORE of an hour of minute buckets merged ~40,000 (4 ms of the server's time).
         Over several shards the top `limit` is merged exactly with TPUT (query_service.top_merge).
         """
         selected = hot_keys.selected_platforms(platforms)
         if limit is None:  # every member: every count must be read anyway, bounds would add more
-            keys = self._shard_keys(dim, parts, selected)
-            unbounded = _Bounded(keys, len(keys[0]), list(range(1, len(keys[0]) + 1)))
-            return top_merge.exact(await self._shard_calls(unbounded, "atleast", 1), None)
-        bounded = self._bounded_keys(dim, parts, selected)
-        if not bounded.exact:
+            every = self._summed(dim, parts, selected, bounded=False)
+            return top_merge.exact(await self._shard_calls(every, "atleast", 1), None)
+        bounded = self._summed(dim, parts, selected)
+        if not bounded.plan.added:
             return []
         if self.shards == 1:
             return top_merge.ranked((await self._shard_calls(bounded, "top", limit))[0], limit)
@@ -167,21 +137,23 @@ class HotStore:
         tops = await self._shard_calls(bounded, "top", depth)
         return await top_merge.tput(tops, limit, lambda fetch: self._phase(bounded, fetch), depth)
 
-    async def _phase(self, keys: _Bounded, fetch: top_merge.Fetch) -> list[dict[str, int]]:
+    async def _phase(self, keys: _Summed, fetch: top_merge.Fetch) -> list[dict[str, int]]:
         """One round trip of TPUT: per shard, members at or above a count, or given members."""
         if fetch.at_least is not None:
             return await self._shard_calls(keys, "atleast", fetch.at_least)
         return await self._shard_calls(keys, "sums", *fetch.members)
 
-    async def _shard_calls(self, keys: _Bounded, mode: str, *args) -> list[dict[str, int]]:
-        """`_SHARD_TOP` on every shard in one pipeline; `args` one list per shard for `sums`."""
-        if not keys.exact:
+    async def _shard_calls(self, keys: _Summed, mode: str, *args) -> list[dict[str, int]]:
+        """bucket_sums.SHARD_TOP on every shard in one pipeline; `args` one list per shard for
+        `sums`."""
+        if not keys.plan.added:
             return [{} for _ in keys.shards]
+        plan_args = keys.plan.top_args()
         async with self.client.pipeline(transaction=False) as pipe:
             for n, shard_keys in enumerate(keys.shards):
                 extra = args[n] if mode == "sums" else args
-                pipe.eval(_SHARD_TOP, len(shard_keys), *shard_keys, mode, keys.exact,
-                          *keys.bound_of, *extra)
+                pipe.eval(bucket_sums.SHARD_TOP, len(shard_keys), *shard_keys, mode, *plan_args,
+                          *extra)
             replies = await _execute(pipe)
         return [{reply[i].decode(): int(reply[i + 1]) for i in range(0, len(reply), 2)}
                 for reply in replies]
@@ -192,12 +164,14 @@ class HotStore:
         and the shards: one script per shard sums its keys' ZMSCORE server-side (a command per
         key and shard would cost ~15 µs each to send and parse)."""
         totals = dict.fromkeys(members, 0)
-        keys = self._shard_keys(dim, parts, hot_keys.selected_platforms(platforms))
-        if not members or not keys[0]:
+        summed = self._summed(dim, parts, hot_keys.selected_platforms(platforms), bounded=False)
+        if not members or not summed.plan.added:
             return totals
+        subtracted = len(summed.plan.subtracted)
         async with self.client.pipeline(transaction=False) as pipe:
-            for shard_keys in keys:
-                pipe.eval(_SUM_SCORES, len(shard_keys), *shard_keys, *members)
+            for shard_keys in summed.shards:
+                pipe.eval(bucket_sums.SUM_SCORES, len(shard_keys), *shard_keys, subtracted,
+                          *members)
             replies = await _execute(pipe)
         for reply in replies:
             for member, score in zip(members, reply, strict=True):
@@ -272,6 +246,12 @@ class HotStore:
                             for c in counts[i * width:(i + 1) * width]) > 0), None)
 
 
+def _cells(parts: Sequence[Part], platforms: tuple[str, ...]) -> tuple[bucket_sums.Cell, ...]:
+    """Every bucket of the parts, each bucket's platforms in a row."""
+    return tuple((GRAIN_LETTER[p.grain], b, platform)
+                 for p in parts for b in p.buckets() for platform in platforms)
+
+
 async def _execute(pipe) -> list:
     guard = GUARD.get()
     if guard is not None:
@@ -293,101 +273,6 @@ async def _execute(pipe) -> list:
     return replies[:len(replies) - len(guard.keys)]
 
 
-# KEYS: one shard's bucket keys (a bucket's platforms are more keys), then bound keys; those
-# missing are left out (they hold nothing: a platform without data costs one EXISTS a key and
-# does not lower the floor tau / n).
-# ARGV: a mode, E (the first E keys are summed), each of those E keys' bound (the 1-based index
-# of a key whose every count is at least the key's own: itself, or its hour's key), then the
-# mode's arguments; replies member, sum, ...
-# - top K: the members whose sum over the E keys is at least the K-th best (so the shard's top K,
-#   ties included), found with Fagin's threshold algorithm over the n bounds (a missing bound:
-#   its keys bound themselves): their own top K, summed exactly, give a K-th sum tau that is at
-#   most the true one; a member summing tau or more counts tau / n or more in some bound, so those
-#   members, summed exactly, hold the answer.
-# - atleast T: every member whose sum is at least T (the same bound: T / n in some bound).
-# - sums m...: the sums of these members (absent: left out).
-_SHARD_TOP = """
-local mode, E = ARGV[1], tonumber(ARGV[2])
-local present = {}
-for i = 1, #KEYS do present[i] = redis.call('EXISTS', KEYS[i]) == 1 end
-local keys, bounds, bounding = {}, {}, {}
-for i = 1, E do
-  if present[i] then
-    keys[#keys + 1] = KEYS[i]
-    local b = tonumber(ARGV[2 + i])
-    if not present[b] then b = i end
-    if not bounding[b] then bounding[b] = true; bounds[#bounds + 1] = KEYS[b] end
-  end
-end
-local n, first = #bounds, 3 + E
-if n == 0 then return {} end
-local function sums(members)
-  local total = {}
-  for i = 1, #members do total[i] = 0 end
-  for _, key in ipairs(keys) do
-    for j = 1, #members, 500 do
-      local got = redis.call('ZMSCORE', key, unpack(members, j, math.min(j + 499, #members)))
-      for i = 1, #got do
-        if got[i] then total[j + i - 1] = total[j + i - 1] + tonumber(got[i]) end
-      end
-    end
-  end
-  return total
-end
-local function union(lists, seen, out)
-  for _, list in ipairs(lists) do
-    for _, m in ipairs(list) do
-      if not seen[m] then seen[m] = true; out[#out + 1] = m end
-    end
-  end
-  return out
-end
-local function above(floor, seen, out)  -- members counting `floor` or more in some bound
-  local lists = {}
-  for _, key in ipairs(bounds) do
-    lists[#lists + 1] = redis.call('ZREVRANGEBYSCORE', key, '+inf', floor)
-  end
-  return union(lists, seen, out)
-end
-local function reply(members, at_least)
-  local total, out = sums(members), {}
-  for i = 1, #members do
-    if total[i] > 0 and total[i] >= at_least then
-      out[#out + 1] = members[i]; out[#out + 1] = total[i]
-    end
-  end
-  return out
-end
-if mode == 'sums' then
-  local members = {}
-  for i = first, #ARGV do members[#members + 1] = ARGV[i] end
-  return reply(members, 0)
-end
-local seen, members = {}, {}
-local at_least = tonumber(ARGV[first])
-if mode == 'top' then
-  local k, lists = at_least, {}
-  for _, key in ipairs(bounds) do lists[#lists + 1] = redis.call('ZREVRANGE', key, 0, k - 1) end
-  union(lists, seen, members)
-  local total = sums(members)
-  table.sort(total, function(a, b) return a > b end)
-  at_least = total[k] or 0
-end
-above(math.max(at_least / n, 1), seen, members)
-return reply(members, at_least)
-"""
-
-
-# KEYS: one shard's bucket keys. ARGV: members. Each member's count summed over the keys.
-_SUM_SCORES = """
-local sums = {}
-for i = 1, #ARGV do sums[i] = 0 end
-for _, key in ipairs(KEYS) do
-  local scores = redis.call('ZMSCORE', key, unpack(ARGV))
-  for i = 1, #ARGV do if scores[i] then sums[i] = sums[i] + tonumber(scores[i]) end end
-end
-return sums
-"""
 # KEYS: one shard's bucket keys. ARGV[1]: a member. Its count in each key (0: none).
 _SCORE_PER_KEY = """
 local out = {}

@@ -109,11 +109,11 @@ def test_every_hot_read_equals_the_input(mode: str, request: pytest.FixtureReque
     assert newest == max(b for (grain, b), n in volume.items() if grain == MINUTE and n and b <= now)
 
 
-def test_an_hour_key_bounds_its_minutes_and_its_absence_falls_back(
-        test_settings: Settings) -> None:
-    """A top over most of an hour's minute keys reads the hour key as their bound: it stays exact
-    when the hour's leaders count only in minutes outside the window, and when the hour key is
-    gone (each minute key then bounds itself)."""
+def test_sums_over_most_of_an_hour_and_hour_bounds_stay_exact(test_settings: Settings) -> None:
+    """query_service.bucket_sums' plans on real keys: 35 minutes of an hour are read as the hour
+    minus its other 25 minutes, 20 minutes with the hour key as their bound; both stay exact when
+    the hour's leaders count only outside the window, and a missing hour key (each minute then
+    bounds itself) changes nothing in the bounded read."""
     import random
 
     from tweetflow.clients import redis_client
@@ -121,31 +121,37 @@ def test_an_hour_key_bounds_its_minutes_and_its_absence_falls_back(
 
     r, rng = redis_client(test_settings), random.Random(7)
     hour = (int(time.time()) // HOUR - 1) * HOUR
-    expected: Counter[str] = Counter()
-    total: Counter[str] = Counter()
+    per_minute: list[dict[str, int]] = []
     for minute in range(60):
         counts = ({"outside": 100 + minute, "everywhere": 1} if minute < 25 else
                   {f"w{i}": rng.randint(1, 9) for i in range(rng.randint(1, 30))})
         r.zadd(dimension_key(test_settings.redis_prefix, "hashtag", "m", hour + minute * MINUTE),
                counts)
-        total.update(counts)
-        expected.update(counts if minute >= 25 else {})
+        per_minute.append(counts)
     hour_key = dimension_key(test_settings.redis_prefix, "hashtag", "h", hour)
-    r.zadd(hour_key, dict(total))
-    window = [Part(Source.HOT, hour + 25 * MINUTE, hour + HOUR, MINUTE)]
-    ranked = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+    r.zadd(hour_key, dict(sum((Counter(c) for c in per_minute), Counter())))
 
-    async def tops():
+    def expected(first: int) -> list[tuple[str, int]]:
+        total = sum((Counter(c) for c in per_minute[first:]), Counter())
+        return sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    async def reads(first: int):
         client = connect(test_settings)
         try:
             store = HotStore(client, test_settings.redis_prefix, 1)
-            return {k: await store.top("hashtag", window, k, platforms=["x"])
+            window = [Part(Source.HOT, hour + first * MINUTE, hour + HOUR, MINUTE)]
+            tops = {k: await store.top("hashtag", window, k, platforms=["x"])
                     for k in (1, 3, 10, None)}
+            return tops, await store.scores("hashtag", ["outside", "w1"], window)
         finally:
             await client.aclose()
 
-    for bounded in (True, False):
-        if not bounded:
+    for first, drop_hour in ((25, False), (40, False), (40, True)):
+        if drop_hour:
             r.delete(hour_key)
-        for k, top in asyncio.run(tops()).items():
-            assert top == (ranked if k is None else ranked[:k]), (bounded, k)
+        ranked = expected(first)
+        tops, scores = asyncio.run(reads(first))
+        for k, top in tops.items():
+            assert top == (ranked if k is None else ranked[:k]), (first, drop_hour, k)
+        if not drop_hour:
+            assert scores == {m: dict(ranked).get(m, 0) for m in ("outside", "w1")}, first
