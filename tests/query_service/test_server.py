@@ -73,9 +73,10 @@ def _wait_serving(address: str, timeout: float = 60) -> None:
 @pytest.mark.parametrize("processes", [1, 2])
 def test_sigterm_stops_every_process_gracefully(test_settings: Settings, processes: int) -> None:
     port, metrics_port, http_port = _free_port(), _free_port(), _free_port()
-    env = {**os.environ, "TWEETFLOW_API_KEYS": API_KEY,
-           "TWEETFLOW_CLICKHOUSE_DATABASE": test_settings.clickhouse_database,
-           "TWEETFLOW_REDIS_PREFIX": test_settings.redis_prefix}
+    # The test's whole namespace, its consumer group too: the hot tier is "new" (answered from
+    # Redis) only while that group has committed nothing, which the stack's default group has
+    # once `make demo` ran on it.
+    env = {**os.environ, **test_settings.to_env(), "TWEETFLOW_API_KEYS": API_KEY}
     server = subprocess.Popen(
         [sys.executable, "-m", "query_service.server", "--port", str(port), "--metrics-port",
          str(metrics_port), "--processes", str(processes), "--http-port", str(http_port)],
