@@ -3,9 +3,12 @@ shared one answers every client the platform uses."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -16,6 +19,7 @@ from confluent_kafka import Consumer, Producer
 
 from tweetflow import namespaces
 from tweetflow.app.stack.manager import Stack
+from tweetflow.app.stack.process import ManagedProcess, wait_until
 from tweetflow.clients import clickhouse_client, kafka_admin, kafka_config, redis_client
 from tweetflow.settings import PROJECT_ROOT, Settings
 
@@ -64,6 +68,34 @@ def test_fresh_stack_from_empty_data_dir_comes_up_and_down(tmp_path: Path) -> No
     for pid in first:
         # gone, or its pid reused by another process since (another start time)
         assert pid is not None and _started(pid) != started[pid], f"pid {pid} still running"
+
+
+# A child that survives SIGTERM, so a stop must fall back to SIGKILL: the first ignores it; in the
+# second, SIGTERM ends the main thread but another thread runs on, as a thread group's leader turns
+# zombie while its other threads still exit (the process holds its ports until they end).
+_IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+_LEADER_EXITS = ("import ctypes, signal, threading, time; threading.Thread(target=time.sleep, "
+                 "args=(600,)).start(); signal.signal(signal.SIGTERM, "
+                 "lambda *_: ctypes.CDLL(None).pthread_exit(None))")
+
+
+@pytest.mark.parametrize("program", [_IGNORES_SIGTERM, _LEADER_EXITS], ids=["ignores", "leader"])
+def test_stop_returns_only_once_the_process_has_exited(
+        tmp_path: Path, program: str, caplog: pytest.LogCaptureFixture) -> None:
+    marker = f"stop-test-{uuid.uuid4().hex}"
+    proc = ManagedProcess("stubborn", tmp_path / "stubborn.pid", tmp_path / "stubborn.log", marker)
+    code = f"{program}; print('ready', flush=True); time.sleep(600)"
+    pid = proc.start([sys.executable, "-c", code, marker])
+    assert wait_until(lambda: "ready" in proc.log_file.read_text(), 30), proc.log_tail()
+    started = _started(pid)
+    try:
+        assert proc.stop(timeout=0.5)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever stop() left behind
+            os.killpg(pid, signal.SIGKILL)
+    assert _started(pid) != started, f"pid {pid} still running"
+    assert proc.pid() is None and not proc.pid_file.exists()
+    assert "SIGKILL" in caplog.text
 
 
 def test_status_cli_reports_every_component(stack: Settings) -> None:

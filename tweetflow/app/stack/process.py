@@ -7,6 +7,7 @@ running, and the stack needs only three processes whose life is tied to `stack u
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+KILL_WAIT = 10.0  # seconds a SIGKILLed process may take to exit (threads in a syscall finish it)
 
 
 class StackError(RuntimeError):
@@ -57,14 +61,12 @@ class ManagedProcess:
         return proc.pid
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """SIGTERM the process group, then SIGKILL after `timeout`; True if something was stopped."""
+        """SIGTERM the process group and return once the process has exited, SIGKILLing the group
+        (logged) if it still runs after `timeout`; True if something was stopped."""
         pid = self.pid()
         if pid is None:
             return False
-        _signal_group(pid, signal.SIGTERM)
-        if not wait_until(lambda: not _alive(pid), timeout):
-            _signal_group(pid, signal.SIGKILL)
-            wait_until(lambda: not _alive(pid), 10)
+        _terminate(self.name, pid, timeout)
         self.pid_file.unlink(missing_ok=True)
         return True
 
@@ -100,14 +102,61 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _terminate(name: str, pid: int, grace: float) -> None:
+    """SIGTERM the group of `pid`, wait until that process has exited, SIGKILL after `grace`."""
+    started = _start_time(pid)
+    if started is None:
+        return  # exited already: its pid may be another process's by now
+
+    def exited() -> bool:
+        return _exited(pid, started)
+
+    _signal_group(pid, signal.SIGTERM)
+    if wait_until(exited, grace, interval=0.05):
+        return
+    log.warning("%s (pid %d) still runs %.0f s after SIGTERM: sending SIGKILL", name, pid, grace)
+    _signal_group(pid, signal.SIGKILL)
+    if not wait_until(exited, KILL_WAIT, interval=0.05):
+        raise StackError(f"{name} (pid {pid}) still runs {KILL_WAIT:.0f} s after SIGKILL")
+
+
 def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # reap our own child so it is no zombie
-        os.waitpid(pid, os.WNOHANG)
+    return not _exited(pid, _start_time(pid))
+
+
+def _exited(pid: int, started: str | None) -> bool:
+    """True once the process `pid` that started at `started` (see _start_time) has exited.
+
+    A zombie has not always exited: a thread group's leader turns zombie while its other threads
+    still run (and hold its ports and files) until they end. So our own child counts as exited
+    once reaped here, another's zombie once it has no thread left but the leader's.
+    """
+    with contextlib.suppress(ChildProcessError):  # not our child
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    fields = _stat(pid)
+    if fields is None or fields[19] != started:
+        return True  # gone, or the pid is another process's by now
+    if fields[0] not in ("Z", "X") or int(fields[1]) == os.getpid():
+        return False  # running, or our child's threads still exiting (reaped on a later poll)
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except FileNotFoundError:
+        return True
+
+
+def _start_time(pid: int) -> str | None:
+    """When the process started (field 22 of /proc/PID/stat): with the pid, its identity."""
+    fields = _stat(pid)
+    return None if fields is None else fields[19]
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ...), None if gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
 
 
 def _cmdline_contains(pid: int, marker: str) -> bool:
