@@ -35,7 +35,7 @@ from streaming.synthetic import generate
 from tweetflow import namespaces
 from tweetflow.app.stack.redis_cluster import RedisCluster
 from tweetflow.clients import redis_client
-from tweetflow.hot_keys import home_shard
+from tweetflow.hot_keys import home_shard, is_dedup_key
 from tweetflow.settings import Settings, get_settings
 
 BATCH = 10_000
@@ -96,7 +96,7 @@ def dedup_memory(settings: Settings) -> tuple[int, int]:
     total = ids = 0
     for key in r.scan_iter(match=f"{settings.redis_prefix}:*", count=2000):
         name = key.decode()
-        if ":seen:" in name or name.endswith(":dk"):
+        if is_dedup_key(name):
             total += int(r.memory_usage(key, samples=0) or 0)
             ids += int(r.hlen(key)) if ":seen:" in name else 0
     return total, ids

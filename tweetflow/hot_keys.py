@@ -115,6 +115,14 @@ def seen_key(prefix: str, shard: int, k: int, window: int) -> str:
     return f"{prefix}:{{s{shard}}}:seen:{k}:{window}"
 
 
+def is_dedup_key(key: str) -> bool:
+    """Whether a key, whole (`tf:{s0}:dk`) or after its shard tag (`seen:17:42`), holds dedup
+    state rather than counts: how it is laid out (each hour's window exponent k) depends on how
+    the ids arrived, so a rebuild holds the same counts in other `seen` and `dk` keys."""
+    name = key.split("}:", 1)[1] if "}:" in key else key
+    return name == "dk" or name.startswith("seen:")
+
+
 def dedup_slot(tweet_id: int, k: int) -> tuple[int, int]:
     """(window, field) of an id in the `seen` hashes of exponent k."""
     bits = ID_LOW_BITS + k

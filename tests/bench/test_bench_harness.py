@@ -13,8 +13,9 @@ from bench.scenarios import SCENARIOS, load
 from bench.scenarios.bad_input import cases
 from bench.scenarios.burst import _between
 from bench.scenarios.freshness import visibility
+from bench.scenarios.replay import compare
 from streaming.synthetic import SyntheticSource
-from tweetflow.hot_keys import bucket_start
+from tweetflow.hot_keys import ID_LOW_BITS, bucket_start, dedup_meta_key, is_dedup_key, seen_key
 
 
 def _records(n: int, seed: int = 5) -> list[KafkaRecord]:
@@ -49,6 +50,24 @@ def test_diff_counters_names_the_first_differences() -> None:
     assert diff_counters(Counter(a=1, b=2), Counter(a=1, b=2)) == []
     out = diff_counters(Counter({i: 1 for i in range(10)}), Counter(), limit=2)
     assert out == ["0: expected 1, got 0", "1: expected 1, got 0", "... 8 more"]
+
+
+def test_replay_rebuild_compares_counts_but_not_the_dedup_layout() -> None:
+    def state(k: int, minute_count: int) -> dict:
+        """A snapshot as redis_state names its keys: after the prefix, without the shard tag."""
+        window = 1_900_000_000_000_000_000 >> (ID_LOW_BITS + k)
+        seen = seen_key("tf", 0, k, window).split("}:", 1)[1]
+        dedup_meta = dedup_meta_key("tf", 0).split("}:", 1)[1]
+        return {"clickhouse": {"live_tweets": minute_count}, "redis": {
+            "n:m:60": minute_count, seen: minute_count, dedup_meta: {"k493": str(k)}}}
+
+    live, rebuilt = state(17, 40), state(18, 40)
+    assert compare(live, rebuilt, same_group=False) == []
+    assert len(compare(live, rebuilt)) == 3  # one consumer group keeps its dedup layout
+    assert compare(live, state(18, 41), same_group=False) == [
+        "clickhouse live_tweets: 40 != 41", "redis n:m:60: 40 != 41"]
+    assert all(is_dedup_key(k) for k in (seen_key("tf", 2, 9, 7), dedup_meta_key("tf", 2)))
+    assert not any(is_dedup_key(k) for k in ("n:m:60", "tf:{s0}:z:hashtag:h:3600", "tf:{s0}:wm:t"))
 
 
 def test_visibility_is_the_first_watermark_poll_at_or_past_the_offset() -> None:
