@@ -612,6 +612,20 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
         time.sleep(interval)
 
 
+def finish(settings: Settings, workers: Sequence[ChildProcess], *, clickhouse: bool = True) -> None:
+    """The end of a test with worker processes under some fault: once they have caught up with
+    the topic, each is stopped with SIGTERM and must exit cleanly; then Redis (and ClickHouse,
+    unless `clickhouse=False`) must equal what the topic holds."""
+    wait_for(lambda: total_lag(settings) == 0, 240, "the workers to catch up")
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(120) == 0, worker.log()
+    exp = expect(read_topic(settings))
+    assert_hot_matches(settings, exp)
+    if clickhouse:
+        assert_clickhouse_matches(settings, exp)
+
+
 # --- private servers a test may stop -------------------------------------------------------------
 # Not the bench's PrivateStack (bench/private_stack.py, the product's `Stack` on free ports), on
 # purpose: these tests need Redis to fsync every write (`appendfsync always`: a restart must keep

@@ -22,14 +22,10 @@ from streaming_support import (
     BackgroundProducer,
     Pair,
     WorkerProcess,
-    assert_clickhouse_matches,
-    assert_hot_matches,
-    expect,
+    finish,
     processes,
     produce,
-    read_topic,
     synthetic,
-    total_lag,
     wait_for,
     with_duplicates,
 )
@@ -108,17 +104,6 @@ def _warm_up(settings: Settings, pairs: list) -> None:
     wait_for(lambda: _applied(settings) >= len(pairs), 180, "the workers to join and apply")
 
 
-def _finish(settings: Settings, workers: list[WorkerProcess]) -> None:
-    wait_for(lambda: total_lag(settings) == 0, 240, "the workers to catch up")
-    for worker in workers:
-        if worker.alive():
-            worker.signal(signal.SIGTERM)
-            assert worker.wait(120) == 0, worker.log()
-    exp = expect(read_topic(settings))
-    assert_hot_matches(settings, exp)
-    assert_clickhouse_matches(settings, exp)
-
-
 @pytest.mark.parametrize("victim", ["most leaders", "group coordinator"])
 def test_killing_a_broker_under_ingest_loses_nothing(
         on_cluster: Settings, cluster_profile: ClusterProfile, tmp_path: Path, victim: str) -> None:
@@ -134,7 +119,7 @@ def test_killing_a_broker_under_ingest_loses_nothing(
         with BackgroundProducer(s, pairs[200:], rate=800):
             wait_for(lambda: _applied(s) > 1500, 180, "a first share under ingest")
             os.kill(broker.proc.pid() or 0, signal.SIGKILL)
-        _finish(s, workers)
+        finish(s, workers)
     cluster_profile.up()  # the killed broker comes back for the tests after this one
 
 
@@ -167,7 +152,7 @@ def test_scaling_the_group_2_4_1_under_ingest_counts_exactly(
             progress = _applied(s)
             wait_for(lambda: _applied(s) > progress + 300, 180, "a share with one worker")
             producer.stop()
-        _finish(s, [workers[0]])
+        finish(s, [workers[0]])
 
 
 def test_a_worker_killed_and_restarted_under_its_member_id_loses_nothing(
@@ -182,4 +167,4 @@ def test_a_worker_killed_and_restarted_under_its_member_id_loses_nothing(
             wait_for(lambda: _applied(s) > 1500, 180, "a first share under ingest")
             workers[0].kill()
             workers[0].start()  # same group.instance.id: it takes its partitions back
-        _finish(s, workers)
+        finish(s, workers)
