@@ -12,8 +12,9 @@ the same script; the hour's key expires after its minutes') cut them:
   an hour of minute keys, each its own bound, that floor reached the long tail of count-1 members.
 Measured on a 6-shard cluster (`python -m bench.hot_cluster_bench`, 1 h trending question, top 10
 plus its 24 h baseline): p50 / p99 34.9 / 51.4 ms with every minute read and bounding itself;
-5.35 / 7.67 ms with hour bounds at minute 37 of the hour, but 21.6 / 34.1 ms at minute 1 (55
-minutes read per member).
+with hour bounds 5.35 / 7.67 ms for a window from minute 39 of the hour, but 21.6 / 34.1 ms from
+minute 3 (57 minutes read per member); with this plan 4.08 / 5.23 ms from minute 17 and 7.09 /
+10.92 ms from minute 32, near the most minute keys a window reads (docs/performance.md).
 """
 
 from __future__ import annotations
