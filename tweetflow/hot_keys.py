@@ -1,15 +1,18 @@
 """The Redis key layout of the hot aggregates, shared by the consumers (writers) and the query
 service (reader) so both agree on names, grains, shards and bucket boundaries.
 
-Every key carries the hash tag of its *shard*, `{sN}`: Redis Cluster hashes only the tag, so the
-keys of one shard share a slot and every atomic apply (one Lua script) touches one slot. There are
+Every key carries the hash tag of its *shard* (`shard_tag`: `{s0}`, then `{sN}` or `{sN.j}`):
+Redis Cluster hashes only the tag, so the keys of one shard share a slot and every atomic apply
+(one Lua script) touches one slot. The tags spread the shards evenly over the slot space, so the
+equal slot ranges of `redis-cli --cluster create` give each master its share of them. There are
 `Settings.hot_shard_count` shards: one standalone (every key in `{s0}`), the raw topic's partition
 count in cluster mode. Partition p's counters and watermark live in shard `p % shards`; an edit
 chain's dedup state lives in the shard of the partition its root's messages land in
 (`home_shard`), so a Tweet and its copies are decided where they arrive. Readers sum a bucket over
 every shard (query_service/hot_store.py).
 
-Layout (prefix `tf` by default, N = shard, `bucket` = epoch seconds of the bucket start, UTC):
+Layout (prefix `tf` by default, `{sN}` = shard N's tag, `bucket` = epoch seconds of the
+bucket start, UTC):
 - `tf:{sN}:n:{grain}:{bucket}`        string  X's Tweets the shard counted in the bucket
 - `tf:{sN}:z:{dim}:{grain}:{bucket}`  zset    member -> count, for dim in DIMENSIONS (X)
 - `tf:{sN}:u:{grain}:{bucket}`        HLL     unique authors (approximate; deletes cannot lower it)
@@ -35,7 +38,10 @@ platforms, so it stays one per shard.
 
 from __future__ import annotations
 
+import functools
+from binascii import crc_hqx
 from collections.abc import Sequence
+from itertools import count
 from typing import Literal
 
 from tweetflow.partitioner import id_key, partition_of
@@ -56,8 +62,55 @@ def bucket_start(epoch_seconds: float, grain: str) -> int:
     return int(epoch_seconds // size) * size
 
 
+SLOTS = 16384  # Redis Cluster's hash slots
+# How close (in slots) a shard's tag lands to its place in the spread (see shard_tag): well inside
+# the 1/48 of the slot space between two places of the first 48 shards.
+SLOT_TOLERANCE = 64
+
+
+@functools.cache
 def shard_tag(shard: int) -> str:
-    return f"{{s{shard}}}"
+    """The hash tag of a shard's keys: `{s0}` for shard 0 (one Redis's only shard), else the
+    first of `{sN}`, `{sN.1}`, `{sN.2}`... whose slot lies within SLOT_TOLERANCE of the shard's
+    place.
+
+    Why: with `{sN}` the six shards of a 6-partition topic hashed to slots 11097, 15224, 2843,
+    6970, 11229 and 15356, four of them on the third of three masters with the equal ranges
+    `redis-cli --cluster create` gives; a 1 h trending question there waited on that master
+    (p50 12.0-15.2 ms against 10.4-12.1 with two shards per master, three rounds each on this
+    machine while a test suite ran, 2026-12-05). Places: shard 0's slot plus, as a share of the
+    slot space, the van der Corput sequence in mixed radix 2, 3, 2, 2, ... (0, 1/2, 1/6, 2/3,
+    1/3, 5/6, 1/12, ...): any 6, 12, 24 or 48 first shards fall one per sixth, twelfth... of the
+    space, so equal ranges over 2, 3, 4 or 6 masters hold the same number of shards each.
+    """
+    if shard == 0:
+        return "{s0}"
+    target = (_slot("s0") + round(_spread(shard) * SLOTS)) % SLOTS
+    for j in count():
+        name = f"s{shard}" if j == 0 else f"s{shard}.{j}"
+        distance = abs(_slot(name) - target)
+        if min(distance, SLOTS - distance) <= SLOT_TOLERANCE:
+            return f"{{{name}}}"
+    raise AssertionError("unreachable")
+
+
+def _spread(n: int) -> float:
+    """The n-th term of the van der Corput sequence in mixed radix 2, 3, 2, 2, ... (in [0, 1))."""
+    place, scale = 0.0, 1.0
+    for radix in (2, 3):
+        scale /= radix
+        n, digit = divmod(n, radix)
+        place += digit * scale
+    while n:
+        scale /= 2
+        n, digit = divmod(n, 2)
+        place += digit * scale
+    return place
+
+
+def _slot(tag: str) -> int:
+    """Redis Cluster's slot of a hash tag: CRC16 (XMODEM, binascii.crc_hqx) mod 16384."""
+    return crc_hqx(tag.encode(), 0) % SLOTS
 
 
 def _scope(platform: str) -> str:
@@ -66,16 +119,16 @@ def _scope(platform: str) -> str:
 
 
 def tweets_key(prefix: str, grain: str, bucket: int, shard: int = 0, platform: str = X) -> str:
-    return f"{prefix}:{{s{shard}}}{_scope(platform)}:n:{grain}:{bucket}"
+    return f"{prefix}:{shard_tag(shard)}{_scope(platform)}:n:{grain}:{bucket}"
 
 
 def dimension_key(prefix: str, dim: str, grain: str, bucket: int, shard: int = 0,
                   platform: str = X) -> str:
-    return f"{prefix}:{{s{shard}}}{_scope(platform)}:z:{dim}:{grain}:{bucket}"
+    return f"{prefix}:{shard_tag(shard)}{_scope(platform)}:z:{dim}:{grain}:{bucket}"
 
 
 def authors_key(prefix: str, grain: str, bucket: int, shard: int = 0, platform: str = X) -> str:
-    return f"{prefix}:{{s{shard}}}{_scope(platform)}:u:{grain}:{bucket}"
+    return f"{prefix}:{shard_tag(shard)}{_scope(platform)}:u:{grain}:{bucket}"
 
 
 def selected_platforms(platforms: Sequence[str] | None) -> tuple[str, ...]:
@@ -100,19 +153,19 @@ def split_platform(name: str) -> tuple[str, str]:
 
 
 def watermark_key(prefix: str, topic: str, shard: int = 0) -> str:
-    return f"{prefix}:{{s{shard}}}:wm:{topic}"
+    return f"{prefix}:{shard_tag(shard)}:wm:{topic}"
 
 
 def sync_key(prefix: str, shard: int) -> str:
-    return f"{prefix}:{{s{shard}}}:sync"
+    return f"{prefix}:{shard_tag(shard)}:sync"
 
 
 def dedup_meta_key(prefix: str, shard: int) -> str:
-    return f"{prefix}:{{s{shard}}}:dk"
+    return f"{prefix}:{shard_tag(shard)}:dk"
 
 
 def seen_key(prefix: str, shard: int, k: int, window: int) -> str:
-    return f"{prefix}:{{s{shard}}}:seen:{k}:{window}"
+    return f"{prefix}:{shard_tag(shard)}:seen:{k}:{window}"
 
 
 def is_dedup_key(key: str) -> bool:

@@ -254,13 +254,14 @@ def _kill_broker(phase: Phase, s: Settings, stack: PrivateStack,
 def _kill_master(phase: Phase, s: Settings, stack: PrivateStack,
                  sampler: harness.LagSampler) -> None:
     from tweetflow.clients import redis_client
+    from tweetflow.hot_keys import shard_tag
 
     assert stack.cluster is not None
     redis = stack.cluster.redis
     r = redis_client(s)
-    served = Counter(r.get_node_from_key(f"{{s{shard}}}").port
+    served = Counter(r.get_node_from_key(shard_tag(shard)).port
                      for shard in range(s.hot_shard_count))
-    victim = max(redis.masters(), key=lambda node: served.get(node.port, 0))
+    victim = max(redis.masters(but_url_node=True), key=lambda node: served.get(node.port, 0))
     replica = next(n for n in redis.nodes if n.port != victim.port
                    and int(n.info("replication").get("master_port", 0)) == victim.port)
     os.kill(victim.proc.pid() or 0, signal.SIGKILL)

@@ -35,7 +35,7 @@ from streaming_support import (
 from streaming.parsing import parse_payload
 from streaming.sinks import ClickHouseSink, HotAggregatesSink, PartitionBatch
 from tweetflow.clients import redis_client
-from tweetflow.hot_keys import bucket_start, dimension_key, home_shard, tweets_key
+from tweetflow.hot_keys import bucket_start, dimension_key, home_shard, shard_tag, tweets_key
 from tweetflow.model import Event, Tweet
 from tweetflow.settings import Settings
 from tweetflow.snowflake import snowflake_id, snowflake_time
@@ -232,7 +232,8 @@ def test_a_master_killed_mid_ingest_loses_no_count(cluster_settings: Settings, r
                                                    tmp_path) -> None:
     s = cluster_settings
     pairs = with_duplicates(synthetic(1202, 6000), 0.05, seed=4)
-    victim = max(redis_cluster.masters(), key=lambda node: _shards_served(s, node.port))
+    victim = max(redis_cluster.masters(but_url_node=True),
+                 key=lambda node: _shards_served(s, node.port))
     with processes() as children:
         workers = _started_workers(s, tmp_path, pairs[:200])
         children += workers
@@ -251,7 +252,8 @@ def test_writes_acknowledged_but_never_replicated_are_applied_again_after_failov
     the replica (WAIT) before committing, so they still hold those batches and apply them again
     on the new master. (With REDIS_WAIT_REPLICAS=0 this test loses counts.)"""
     s = cluster_settings
-    victim = max(redis_cluster.masters(), key=lambda node: _shards_served(s, node.port))
+    victim = max(redis_cluster.masters(but_url_node=True),
+                 key=lambda node: _shards_served(s, node.port))
     replica = next(n for n in redis_cluster.nodes if n.port != victim.port and int(
         n.info("replication").get("master_port", 0)) == victim.port)
     pairs = synthetic(1203, 5000, delete_fraction=0.03)
@@ -284,7 +286,7 @@ def _started_workers(settings: Settings, tmp_path, first: list) -> list[WorkerPr
 def _shards_served(settings: Settings, port: int) -> int:
     r = redis_client(settings)
     return sum(1 for shard in range(settings.hot_shard_count)
-               if r.get_node_from_key(f"{{s{shard}}}").port == port)
+               if r.get_node_from_key(shard_tag(shard)).port == port)
 
 
 def _applied(settings: Settings) -> int:
