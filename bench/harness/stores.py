@@ -111,7 +111,7 @@ def _bookkeeping(name: str) -> bool:
 
 
 def _unsharded(name: str) -> str:
-    """A key's name after the prefix without its shard's hash tag: `{s3}:n:m:60` -> `n:m:60`."""
+    """A key's name after the prefix without its shard's hash tag: `{s3.47}:n:m:60` -> `n:m:60`."""
     return name.split(":", 1)[1] if name.startswith("{") else name
 
 
