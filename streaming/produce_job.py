@@ -36,6 +36,7 @@ from streaming.lookahead import (
 )
 from streaming.pacing import RunPlan
 from streaming.producer import (
+    STOP,
     DeliveryStats,
     Message,
     Progress,
@@ -274,7 +275,7 @@ def stop_on_signals() -> None:
     def interrupt(_signum: int, _frame: object) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt
+        STOP.interrupt()  # raised now, or once the producer's counts are whole (StopHold)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, interrupt)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import gzip
 import heapq
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +34,7 @@ from tweetflow.settings import Settings, get_settings
 __all__ = [
     "CATCH_UP_SECONDS",
     "PRODUCER_CONFIG",
+    "STOP",
     "BurstSpec",
     "DeliveryStats",
     "Message",
@@ -124,12 +124,6 @@ class TweetProducer:
         credentials fail fast (tweetflow.clients.kafka_metadata)."""
         kafka_metadata(self._producer, self.topic, timeout)
 
-    # Why the stop signals are held around librdkafka's calls and the counts beside them: SIGTERM
-    # and SIGINT stop a run by raising KeyboardInterrupt (produce_job.stop_on_signals) wherever
-    # the main thread is, and inside a delivery report (run by poll / flush) that lost the
-    # report's count (a bench's load generator reported 58,935 of 58,936 acknowledged). Held,
-    # a signal is handled when the call returns, between two whole steps of the accounting.
-
     def _on_delivery(self, err: Any, msg: Any) -> None:
         if err is None:
             self.stats.delivered += 1
@@ -144,7 +138,7 @@ class TweetProducer:
         is full."""
         from confluent_kafka import KafkaException
 
-        with _stop_signals_held():
+        with STOP.held():
             self.stats.attempted += 1
             self._bytes_attempted += len(value or b"")
             while True:
@@ -173,7 +167,7 @@ class TweetProducer:
                 > self._room[1]):
             self.poll(0.05)
         batch = [{"key": key, "value": value} for key, value, _ in messages]
-        with _stop_signals_held():
+        with STOP.held():
             stats.attempted += len(batch)
             self._bytes_attempted += size
             if self._producer.produce_batch(self.topic, batch) < len(batch):
@@ -186,7 +180,7 @@ class TweetProducer:
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (waiting up to `timeout` seconds for one)."""
         try:
-            with _stop_signals_held():
+            with STOP.held():
                 self._producer.poll(timeout)
         except SystemError as exc:
             # A signal arriving inside librdkafka's poll surfaces as SystemError ("returned NULL
@@ -196,23 +190,48 @@ class TweetProducer:
 
     def flush(self, timeout: float = 60.0) -> DeliveryStats:
         """Wait for every queued message's fate; what is still queued counts as undelivered."""
-        with _stop_signals_held():
+        with STOP.held():
             self.stats.undelivered = self._producer.flush(timeout)
             return self.stats.snapshot()
 
 
-_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+class StopHold:
+    """Defers a stop (KeyboardInterrupt from a SIGTERM/SIGINT handler) to the end of the parts of
+    the producer that count messages.
+
+    Why: `produce_job.stop_on_signals` stops a run by raising KeyboardInterrupt from the signal
+    handler, which Python runs in the main thread at its next instruction, wherever that is;
+    inside a delivery report (run by librdkafka's poll or flush) that lost the report's count, so
+    a bench's load generator reported 58,935 of 58,936 messages acknowledged, all in the topic.
+    Blocking the signals in the main thread (pthread_sigmask) was not enough: another thread of
+    the process then takes the signal and Python still runs the handler in the main thread.
+    """
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending = False
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+    def interrupt(self) -> None:
+        """A stop signal's handler: KeyboardInterrupt now, or when the held part ends."""
+        if self.depth:
+            self.pending = True
+        else:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
-@contextmanager
-def _stop_signals_held() -> Iterator[None]:
-    """SIGTERM and SIGINT wait (blocked in this thread) until the block ends; librdkafka's own
-    threads block every signal."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+STOP = StopHold()  # one per process, as signal handlers are
 
 
 @dataclass(frozen=True)
