@@ -90,14 +90,22 @@ def delete_topics(settings: Settings, topics: Iterable[str], timeout: float = 30
                 raise
 
 
+def _retried_codes() -> frozenset[int]:
+    from confluent_kafka import KafkaError
+
+    return frozenset({KafkaError.NON_EMPTY_GROUP, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                      KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE})
+
+
 def delete_groups(settings: Settings, groups: Iterable[str], timeout: float = 30.0) -> None:
     """Delete consumer groups with their committed offsets; one that does not exist is not an
     error. The broker refuses a group that still has members, and a member killed without leaving
     stays one until its session times out (10 s for workers), so refusals are retried until
-    `timeout`."""
+    `timeout`; so are a coordinator still loading its groups (a broker just started) and one
+    that moved."""
     from confluent_kafka import KafkaError, KafkaException
 
-    pending = list(groups)
+    pending, retried = list(groups), _retried_codes()
     admin = kafka_admin(settings)
     deadline = time.monotonic() + timeout
     while pending:
@@ -110,7 +118,7 @@ def delete_groups(settings: Settings, groups: Iterable[str], timeout: float = 30
                 code = exc.args[0].code()
                 if code == KafkaError.GROUP_ID_NOT_FOUND:
                     continue
-                if code != KafkaError.NON_EMPTY_GROUP or time.monotonic() > deadline:
+                if code not in retried or time.monotonic() > deadline:
                     raise
                 refused.append(group)
         pending = refused
