@@ -76,12 +76,16 @@ def shard_tag(shard: int) -> str:
 
     Why: with `{sN}` the six shards of a 6-partition topic hashed to slots 11097, 15224, 2843,
     6970, 11229 and 15356, four of them on the third of three masters with the equal ranges
-    `redis-cli --cluster create` gives; a 1 h trending question there waited on that master
-    (p50 12.0-15.2 ms against 10.4-12.1 with two shards per master, three rounds each on this
-    machine while a test suite ran, 2026-12-05). Places: shard 0's slot plus, as a share of the
-    slot space, the van der Corput sequence in mixed radix 2, 3, 2, 2, ... (0, 1/2, 1/6, 2/3,
-    1/3, 5/6, 1/12, ...): any 6, 12, 24 or 48 first shards fall one per sixth, twelfth... of the
-    space, so equal ranges over 2, 3, 4 or 6 masters hold the same number of shards each.
+    `redis-cli --cluster create` gives, so that master did two thirds of the hot tier's work. On
+    this one host the 1 h trending question gained in a one-off A/B while a test suite ran (p50
+    12.0-15.2 ms against 10.4-12.1) but not in `python -m bench.hot_cluster_bench` near half past
+    the hour (p50/p99 7.09/10.92 ms before, 7.48/12.49 after, 2026-12-05): all nodes share two
+    cores here; on separate hosts each master carries its share.
+
+    Places: shard 0's slot plus, as a share of the slot space, the van der Corput sequence in
+    mixed radix 2, 3, 2, 2, ... (0, 1/2, 1/6, 2/3, 1/3, 5/6, 1/12, ...): any 6, 12, 24 or 48
+    first shards fall one per sixth, twelfth... of the space, so equal ranges over 2, 3, 4 or 6
+    masters hold the same number of shards each.
     """
     if shard == 0:
         return "{s0}"
