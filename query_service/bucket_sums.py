@@ -13,8 +13,9 @@ the same script; the hour's key expires after its minutes') cut them:
 Measured on a 6-shard cluster (`python -m bench.hot_cluster_bench`, 1 h trending question, top 10
 plus its 24 h baseline): p50 / p99 34.9 / 51.4 ms with every minute read and bounding itself;
 with hour bounds 5.35 / 7.67 ms for a window from minute 39 of the hour, but 21.6 / 34.1 ms from
-minute 3 (57 minutes read per member); with this plan 4.08 / 5.23 ms from minute 17 and 7.09 /
-10.92 ms from minute 32, near the most minute keys a window reads (docs/performance.md).
+minute 3 (57 minutes read per member); with this plan 4.08 / 5.23 ms from minute 17, and 7.09 /
+10.92 and 7.48 / 12.49 ms from minute 32, near the most minute keys a window reads
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from query_service.planner import HOUR, MINUTE
+
 Cell = tuple[str, int, str]  # grain letter ("m", "h"), bucket start, platform
-HOUR = 3600
-MINUTE = 60
 # Minutes of one hour from which its hour key bounds them in a top (fewer: their own small tails
 # are cheaper to read than the hour's).
 BOUNDED_MINUTES = 15
