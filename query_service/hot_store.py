@@ -9,7 +9,7 @@ restart, evictions) discards the data with HotTierChanged instead of answering f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -100,7 +100,8 @@ class HotStore:
         return bucket_sums.shard_keys(bucket_sums.SumPlan(_cells(parts, platforms)),
                                       self._key_of(dim), self.shards)
 
-    def _key_of(self, dim: str):
+    def _key_of(self, dim: str) -> Callable[[bucket_sums.Cell, int], str]:
+        """A cell's key of `dim` on shard n."""
         prefix = self.prefix
         return lambda cell, n: hot_keys.dimension_key(prefix, dim, cell[0], cell[1], n, cell[2])
 
@@ -120,8 +121,8 @@ class HotStore:
         A shard's top is found server-side by one script (bucket_sums.SHARD_TOP, Fagin's
         threshold algorithm over the bounds of the keys the sum reads, bucket_sums.plan: the
         bounds' own tops, then every member that can still reach the K-th sum found, summed
-        exactly), reading a few hundred counts where a
-        ZUNIONSTORE of an hour of minute buckets merged ~40,000 (4 ms of the server's time).
+        exactly), reading a few hundred counts where a ZUNIONSTORE of an hour of minute buckets
+        merged ~40,000 (4 ms of the server's time).
         Over several shards the top `limit` is merged exactly with TPUT (query_service.top_merge).
         """
         selected = hot_keys.selected_platforms(platforms)
