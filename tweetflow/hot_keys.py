@@ -39,7 +39,6 @@ platforms, so it stays one per shard.
 from __future__ import annotations
 
 import functools
-from binascii import crc_hqx
 from collections.abc import Sequence
 from itertools import count
 from typing import Literal
@@ -113,8 +112,10 @@ def _spread(n: int) -> float:
 
 
 def _slot(tag: str) -> int:
-    """Redis Cluster's slot of a hash tag: CRC16 (XMODEM, binascii.crc_hqx) mod 16384."""
-    return crc_hqx(tag.encode(), 0) % SLOTS
+    """Redis Cluster's slot of a hash tag's keys, as redis-py computes it (redis.crc.key_slot)."""
+    from redis.crc import key_slot  # imported here: only cluster shards' tags need it, once each
+
+    return key_slot(f"{{{tag}}}".encode())
 
 
 def _scope(platform: str) -> str:
